@@ -1,0 +1,143 @@
+"""The embedder interface. A backend implements ``embed_batch``; everything else is built here once."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+
+from lusifer_rag.errors import EmbedderError
+
+from .batching import TokenBatch, TokenizedTexts, plan_batches
+
+Role = Literal["query", "document"]
+
+
+class Embedder(ABC):
+    """Turns texts into L2-normalised float32 vectors.
+
+    Subclasses set ``dim``, ``max_tokens``, ``tokenizer``, ``pad_id``, ``fingerprint`` and implement
+    :meth:`embed_batch`; they may override :meth:`format_texts` (templates/prefixes) and
+    :meth:`tokenize` (special-token handling).
+    """
+
+    kind: str = "base"
+    spec: str = ""
+    dim: int
+    max_tokens: int
+    tokenizer: Any
+    pad_id: int
+    fingerprint: str
+    #: pad batches to a multiple of this (the official LUSIFER code pads to 8)
+    pad_to_multiple_of: int = 1
+    #: True when ``embed_batch`` runs unpadded (packed) kernels: the token budget then ignores padding
+    packs_sequences: bool = False
+    max_batch_tokens: int = 16384
+    max_batch_size: int = 256
+    #: one entry per model replica (one per GPU); ``embed_batch`` receives one of them
+    replicas: Sequence[Any] = (None,)
+
+    # ---- what a backend implements -------------------------------------------------------------
+    @abstractmethod
+    def embed_batch(self, batch: TokenBatch, replica: Any = None) -> torch.Tensor:
+        """Embeddings (b, dim) of one batch, any float dtype, not necessarily normalised."""
+
+    def format_texts(self, texts: Sequence[str], role: Role, instruction: str | None) -> list[str]:
+        """The model's input strings (templates, prefixes). Default: the texts unchanged."""
+        if instruction:
+            raise EmbedderError(f"embedder {self.spec!r} takes no instruction (given {instruction!r})")
+        return list(texts)
+
+    def tokenize(self, texts: list[str], truncate: bool = True) -> list[list[int]]:
+        """Token ids of already formatted texts (cut to ``max_tokens`` if ``truncate``), one fast-tokenizer call."""
+        enc = self.tokenizer(
+            texts, truncation=truncate, max_length=self.max_tokens if truncate else None,
+            return_attention_mask=False, return_token_type_ids=False, verbose=False,
+        )
+        return enc["input_ids"]
+
+    # ---- conveniences, built once ----------------------------------------------------------------
+    def embed_queries(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
+        """(n, dim) float32, L2-normalised. ``instruction=None``: the model's default retrieval instruction."""
+        return self._embed(texts, "query", instruction)
+
+    def embed_documents(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
+        """(n, dim) float32, L2-normalised, with the model's document template."""
+        return self._embed(texts, "document", instruction)
+
+    def count_tokens(self, texts: Sequence[str], role: Role = "document", instruction: str | None = None) -> list[int]:
+        """Tokens each text takes as model input, template included, before truncation."""
+        texts = _check_texts(texts)
+        if not texts:
+            return []
+        formatted = self.format_texts(texts, role, instruction)
+        return list(map(len, self.tokenize(formatted, truncate=False)))
+
+    def template_overhead(self, role: Role = "document", instruction: str | None = None) -> int:
+        """Tokens the template adds to any text (for chunkers that cap the total)."""
+        return self.count_tokens([""], role, instruction)[0]
+
+    def _embed(self, texts: Sequence[str], role: Role, instruction: str | None) -> np.ndarray:
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tokens = TokenizedTexts.from_lists(self.tokenize(self.format_texts(texts, role, instruction)))
+        batches = plan_batches(
+            tokens.lengths, self.max_batch_tokens, self.max_batch_size,
+            pad_to_multiple_of=self.pad_to_multiple_of, count_padding=not self.packs_sequences,
+        )
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+
+        def run(index: np.ndarray, replica: Any) -> None:
+            ids, lengths = tokens.gather(index)
+            batch = TokenBatch(ids, lengths, self.pad_id, self.pad_to_multiple_of)
+            with torch.inference_mode():
+                vecs = self.embed_batch(batch, replica).float()
+                vecs = torch.nn.functional.normalize(vecs, p=2, dim=-1)
+            out[index] = vecs.cpu().numpy()
+
+        replicas = list(self.replicas) or [None]
+        if len(replicas) == 1:
+            for index in batches:
+                run(index, replicas[0])
+        else:
+            # one thread per replica (GPU), each pulling the next batch: torch releases the GIL in kernels
+            lock = threading.Lock()
+            queue = iter(batches)
+
+            def worker(replica: Any) -> None:
+                while True:
+                    with lock:
+                        index = next(queue, None)
+                    if index is None:
+                        return
+                    run(index, replica)
+
+            with ThreadPoolExecutor(len(replicas)) as pool:
+                for f in [pool.submit(worker, r) for r in replicas]:
+                    f.result()
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"spec": self.spec, "kind": self.kind, "dim": self.dim, "max_tokens": self.max_tokens,
+                "fingerprint": self.fingerprint}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(spec={self.spec!r}, dim={self.dim}, fingerprint={self.fingerprint[:12]!r})"
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise EmbedderError("expected a list of texts, got a single string; wrap it in a list")
+    out = list(texts)
+    bad = [i for i, t in enumerate(out) if not isinstance(t, str)]
+    if bad:
+        raise EmbedderError(
+            f"texts must be strings; item {bad[0]} is {type(out[bad[0]]).__name__}"
+            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+        )
+    return out

@@ -1,0 +1,46 @@
+"""Typed errors. Library code raises these; the CLI and the UI map them to user messages once."""
+
+from __future__ import annotations
+
+
+class LusiferRagError(Exception):
+    """Base of every error this project raises on purpose.
+
+    ``exit_code`` is what the CLI exits with when this error reaches it.
+    """
+
+    exit_code = 1
+
+
+class ConfigError(LusiferRagError):
+    """A setting, a spec or a command-line value is not valid (usage error)."""
+
+    exit_code = 2
+
+
+class EmbedderError(LusiferRagError):
+    """An embedder cannot be built or cannot embed the given input."""
+
+    exit_code = 2
+
+
+class CheckpointError(EmbedderError):
+    """A model checkpoint is missing, malformed or does not match its config."""
+
+
+class StoreError(LusiferRagError):
+    """The vector store refused an operation (lock held, mismatched embedder, bad collection)."""
+
+    exit_code = 2
+
+
+class IngestError(LusiferRagError):
+    """A document could not be loaded, parsed or chunked."""
+
+
+class RagError(LusiferRagError):
+    """Retrieval or answer generation failed."""
+
+
+class LLMError(RagError):
+    """An LLM backend failed (server down, timeout, bad response)."""

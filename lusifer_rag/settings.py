@@ -1,0 +1,93 @@
+"""One typed settings object. Every field can be overridden by ``LUSIFER_RAG_<FIELD>`` in the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import platformdirs
+
+from .errors import ConfigError
+
+ENV_PREFIX = "LUSIFER_RAG_"
+
+
+def setting(default: Any = None, doc: str = "", *, factory=None):
+    """A settings field with its documentation attached (shown by ``lusifer-rag models --settings``)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+def _default_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir("lusifer-rag"))
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("lusifer-rag"))
+
+
+@dataclass
+class Settings:
+    embedder: str = setting("e5-small", "Embedder spec: 'e5-small', 'hf:<dir or hub id>' or 'lusifer:<dir or hub id>'.")
+    device: str | None = setting(None, "Torch device ('cpu', 'cuda', 'cuda:1', 'cuda:0,1' for replicas); unset: every GPU if any, else CPU.")
+    dtype: str | None = setting(None, "Model dtype ('float32', 'bfloat16', 'float16'); unset: bfloat16 on CUDA, float32 on CPU.")
+    max_batch_tokens: int = setting(16384, "Token budget of one embedding batch, padding included.")
+    max_batch_size: int = setting(256, "Most texts in one embedding batch.")
+    cache_dir: Path = setting(doc="Where converted models are cached.", factory=_default_cache_dir)
+    data_dir: Path = setting(doc="Where the embedded store lives by default.", factory=_default_data_dir)
+    store: str | None = setting(None, "Vector store: a directory (embedded Qdrant Edge) or an http(s):// URL of a Qdrant server; unset: <data_dir>/store.")
+    qdrant_api_key: str | None = setting(None, "API key for a Qdrant server.")
+    collection: str = setting("documents", "Default collection name.")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then ``LUSIFER_RAG_*`` variables, then explicit keyword overrides (None means 'not given')."""
+        env = os.environ if env is None else env
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, hints[f.name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown settings {sorted(unknown)}; known: {sorted(f.name for f in fields(cls))}")
+        return cls(**values)
+
+    @property
+    def store_location(self) -> str:
+        return self.store or str(self.data_dir / "store")
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(environment variable, default, documentation) for every field."""
+        out = []
+        for f in fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append((ENV_PREFIX + f.name.upper(), str(default), f.metadata.get("doc", "")))
+        return out
+
+
+def _parse(name: str, raw: str, typ: Any) -> Any:
+    text = str(typ)
+    try:
+        if typ is int or text.startswith("int"):
+            return int(raw)
+        if typ is float or text.startswith("float"):
+            return float(raw)
+        if typ is bool or text.startswith("bool"):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if "Path" in text:
+            return Path(raw).expanduser()
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {text}") from None
+    return raw
