@@ -23,6 +23,11 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
     return deco
 
 
+def store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--collection", help="collection name (default: settings / LUSIFER_RAG_COLLECTION)")
+    p.add_argument("--store", help="embedded store directory or Qdrant server URL (default: settings)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedder", help="embedder spec (default: settings / LUSIFER_RAG_EMBEDDER)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or cuda:N,M")
@@ -135,7 +140,19 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # ---- entry point -------------------------------------------------------------------------------------
+#: modules whose commands join this CLI (imported lazily so that `lusifer-rag models` stays light)
+COMMAND_MODULES = ("ingest.cli", "rag.cli", "app.cli")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    for mod in COMMAND_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:  # the module exists but something it needs is missing: say so
+                raise
     parser = argparse.ArgumentParser(prog="lusifer-rag", description="Multilingual search and QA over your documents.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (add_arguments, _, help) in _COMMANDS.items():

@@ -42,6 +42,15 @@ class Settings:
     store: str | None = setting(None, "Vector store: a directory (embedded Qdrant Edge) or an http(s):// URL of a Qdrant server; unset: <data_dir>/store.")
     qdrant_api_key: str | None = setting(None, "API key for a Qdrant server.")
     collection: str = setting("documents", "Default collection name.")
+    search_mode: str = setting("dense", "Retrieval mode: 'dense', 'hybrid' (dense + BM25 sparse, RRF) or 'sparse'.")
+    debias: str = setting("auto", "Language-bias correction: 'auto' (on for mixed-language collections), 'on', 'off'.")
+    top_k: int = setting(6, "Passages retrieved for an answer.")
+    llm_backend: str | None = setting(None, "Answer backend: 'openai', 'transformers' or 'extractive'; unset: 'openai' if llm_base_url is set, else 'extractive'.")
+    llm_base_url: str | None = setting(None, "Base URL of an OpenAI-compatible chat server (vLLM, Ollama, TGI, llama.cpp), e.g. http://localhost:8000/v1.")
+    llm_model: str | None = setting(None, "Model name for the OpenAI-compatible server, or a model directory for the transformers backend.")
+    llm_api_key: str | None = setting(None, "API key for the LLM server (else OPENAI_API_KEY).")
+    llm_timeout: float = setting(60.0, "Seconds to wait for the LLM server before failing.")
+    llm_max_tokens: int = setting(512, "Most tokens an answer may have.")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":

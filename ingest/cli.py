@@ -1,0 +1,79 @@
+"""``lusifer-rag ingest`` and ``lusifer-rag stats``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lusifer_rag.cli import command, store_args
+from lusifer_rag.settings import Settings
+
+
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories (recursive)")
+    store_args(p)
+    p.add_argument("--embedder", help="embedder spec for a new collection (an existing one keeps its own)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or cuda:N,M")
+    p.add_argument("--dtype", help="float32, bfloat16 or float16")
+    p.add_argument("--prune", action="store_true", help="remove documents under PATHs whose files are gone")
+    p.add_argument("--report", metavar="FILE", help="write a JSON report of every file")
+    p.add_argument("--max-tokens", type=int, help="chunk size cap in the embedder's tokens, template included")
+    p.add_argument("--overlap", type=int, help="overlap between chunks in tokens")
+    p.add_argument("--workers", type=int, help="parser processes (default: cores - 1)")
+
+
+@command("ingest", "load, chunk, embed and index documents (idempotent; rerun to resume)", _ingest_args)
+def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.chunking import ChunkingParams
+    from ingest.pipeline import Ingestor
+    from lusifer_rag.runtime import get_embedder, open_store_from
+
+    with open_store_from(settings) as store:
+        spec = args.embedder
+        if not spec and settings.collection in store.list_collections():
+            spec = (store.open_collection(settings.collection).meta or {}).get("embedder")
+        emb = get_embedder(settings, spec)
+        params = {k: v for k, v in (("max_tokens", args.max_tokens), ("overlap_tokens", args.overlap)) if v}
+        chunking = ChunkingParams(**{"max_tokens": min(emb.max_tokens, 512), **params})
+        ing = Ingestor(store, settings.collection, emb, chunking, workers=args.workers)
+        report = ing.ingest(args.paths, prune=args.prune)
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as f:
+            json.dump(report.to_json(), f, ensure_ascii=False, indent=2)
+    for r in report.by_status("failed"):
+        print(f"failed: {r.message} [{r.reason}]")
+    print(report.summary())
+    return report.exit_code
+
+
+def _stats_args(p: argparse.ArgumentParser) -> None:
+    store_args(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+@command("stats", "points, documents and languages of a collection, and its embedder", _stats_args)
+def stats_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    from lusifer_rag.runtime import open_store_from
+
+    with open_store_from(settings) as store:
+        stats = collection_stats(store, settings.collection)
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, indent=2))
+    else:
+        print(f"collection  {stats['collection']}\npoints      {stats['points']}\ndocuments   {stats['documents']}")
+        print(f"embedder    {stats['embedder']}  (fingerprint {stats['fingerprint']})")
+        print("languages   " + ", ".join(f"{k}: {v}" for k, v in stats["languages"].items()))
+    return 0
+
+
+def collection_stats(store, collection: str) -> dict:
+    from lusifer_rag.errors import StoreError
+
+    if collection not in store.list_collections():
+        raise StoreError(f"no collection {collection!r}; existing: {sorted(store.list_collections()) or 'none'}")
+    meta = store.open_collection(collection).meta or {}
+    docs = store.facet(collection, "metadata.doc_id", limit=10**9)
+    langs = store.facet(collection, "metadata.language")
+    return {"collection": collection, "points": store.count(collection), "documents": len(docs),
+            "languages": dict(sorted(langs.items(), key=lambda kv: -kv[1])), "embedder": meta.get("embedder"),
+            "fingerprint": meta.get("embedder_fingerprint"), "chunking": meta.get("chunking")}

@@ -1,0 +1,409 @@
+"""Files → chunks → vectors → store: idempotent, incremental, resumable.
+
+A document's identity is its source; its *state* is a hash of (content, chunking parameters, embedder
+fingerprint, sparse encoder). Point ids are uuid5(doc_id, state, chunk_no), so re-running after a crash
+rewrites the same points (no duplicates). A document is complete when the store holds ``chunk_count`` points
+with its current state; points of an older state are deleted only after the new ones are written.
+
+Parsing runs in worker processes, chunking + embedding in the calling thread, upserts in a writer thread:
+the three overlap, and bounded queues keep memory flat on large inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from lusifer_rag.errors import IngestError, StoreError
+from lusifer_rag.store import CollectionSpec, Filter, Point, VectorStore
+
+from .chunking import Chunker, ChunkingParams
+from .loaders import LoadedDocument, load_document
+
+NAMESPACE = uuid.UUID("6f1c1f0e-5b7e-4c8e-9a57-1a2b3c4d5e6f")
+SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules"}
+
+
+def doc_id_for(source: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, source))
+
+
+def point_id(doc_id: str, state: str, chunk_no: int) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{doc_id}:{state}:{chunk_no}"))
+
+
+@dataclass
+class FileResult:
+    source: str
+    status: str  # ingested | replaced | skipped | failed | pruned
+    reason: str = ""
+    message: str = ""
+    chunks: int = 0
+    pages: int = 0
+    language: str = ""
+
+
+@dataclass
+class IngestReport:
+    collection: str
+    results: list[FileResult] = field(default_factory=list)
+    embedded_chunks: int = 0
+    embedded_tokens: int = 0
+    seconds: float = 0.0
+
+    def by_status(self, status: str) -> list[FileResult]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.by_status("failed") else 0
+
+    def summary(self) -> str:
+        c = Counter(r.status for r in self.results)
+        parts = [f"{c.get(s, 0)} {s}" for s in ("ingested", "replaced", "skipped", "pruned", "failed")]
+        rate = self.embedded_tokens / self.seconds if self.seconds else 0.0
+        return (f"{self.collection}: " + ", ".join(parts)
+                + f"; {self.embedded_chunks} chunks embedded ({rate:,.0f} tokens/s) in {self.seconds:.1f}s")
+
+    def to_json(self) -> dict:
+        out: dict = {"collection": self.collection, "seconds": round(self.seconds, 3),
+                     "embedded_chunks": self.embedded_chunks, "embedded_tokens": self.embedded_tokens}
+        for status in ("ingested", "replaced", "skipped", "pruned", "failed"):
+            out[status] = [asdict(r) for r in self.by_status(status)]
+        return out
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files under the given files/directories (recursive, hidden and tool dirs skipped), sorted, unique."""
+    out: dict[str, Path] = {}
+    for p in map(Path, paths):
+        if not p.exists():
+            raise IngestError(f"{p}: no such file or directory")
+        if p.is_file():
+            out[str(p.resolve())] = p.resolve()
+            continue
+        for root, dirs, files in os.walk(p):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
+            for name in files:
+                if not name.startswith("."):
+                    f = Path(root, name).resolve()
+                    out[str(f)] = f
+    return [out[k] for k in sorted(out)]
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load(path: str, max_bytes: int | None) -> LoadedDocument:  # runs in a worker process
+    return load_document(path, max_bytes=max_bytes) if max_bytes else load_document(path)
+
+
+class Progress:
+    """tqdm bars on a terminal; one plain line per file with LUSIFER_RAG_PROGRESS=plain; silent otherwise."""
+
+    def __init__(self, total: int, mode: str | None = None):
+        mode = mode or os.environ.get("LUSIFER_RAG_PROGRESS") or ("bar" if sys.stderr.isatty() and not os.environ.get("CI") else "off")
+        self.mode, self.total, self.done, self.t0, self.tokens = mode, total, 0, time.time(), 0
+        self.bar = None
+        if mode == "bar":
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="file", dynamic_ncols=True)
+
+    def file_done(self, result: FileResult) -> None:
+        self.done += 1
+        if self.bar is not None:
+            rate = self.tokens / max(time.time() - self.t0, 1e-9)
+            self.bar.set_postfix_str(f"{result.status} {Path(result.source).name[:30]} | {rate:,.0f} tok/s")
+            self.bar.update(1)
+        elif self.mode == "plain":
+            print(f"[{self.done}/{self.total}] {result.status} {result.source}"
+                  + (f" ({result.reason}: {result.message})" if result.reason else ""), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Ingestor:
+    """The ingest pipeline for one collection. ``ingest(paths)`` for the CLI and batch jobs, ``ingest_files``
+    for uploads whose source name differs from their temp path (the web app)."""
+
+    def __init__(self, store: VectorStore, collection: str, embedder, chunking: ChunkingParams | None = None,
+                 *, workers: int | None = None, embed_batch_chunks: int = 256, max_bytes: int | None = None,
+                 on_progress: Callable[[int, int, FileResult], None] | None = None, progress_mode: str | None = None):
+        from embedder.sparse import BM25SparseEncoder
+
+        self.store, self.collection, self.embedder = store, collection, embedder
+        self.chunking = chunking or ChunkingParams(max_tokens=min(embedder.max_tokens, 512))
+        self.workers = workers if workers is not None else max(1, (os.cpu_count() or 2) - 1)
+        self.embed_batch_chunks, self.max_bytes = embed_batch_chunks, max_bytes
+        self.on_progress, self.progress_mode = on_progress, progress_mode
+        self.sparse = BM25SparseEncoder(embedder.tokenizer, avg_len=self.chunking.max_tokens / 2)
+        self.chunker = Chunker(
+            count_tokens=lambda texts: embedder.count_tokens(texts, "document"),
+            max_tokens=self.chunking.max_tokens, overlap_tokens=self.chunking.overlap_tokens,
+        )
+        self.state_salt = json.dumps({"chunking": asdict(self.chunking), "fingerprint": embedder.fingerprint,
+                                      "sparse": self.sparse.params}, sort_keys=True)
+        self._buffer: list[tuple[str, dict]] = []  # (point id, payload) waiting to be embedded
+        self._docs: list[tuple] = []  # documents whose chunks are all in _buffer
+        self._ensure_collection()
+
+    # ---- collection ------------------------------------------------------------------------------
+    def collection_meta(self) -> dict:
+        return {"embedder": self.embedder.spec, "embedder_fingerprint": self.embedder.fingerprint,
+                "dim": self.embedder.dim, "chunking": asdict(self.chunking), "sparse": self.sparse.params}
+
+    def _ensure_collection(self) -> None:
+        if self.collection not in self.store.list_collections():
+            self.store.create_collection(self.collection, CollectionSpec(dim=self.embedder.dim, meta=self.collection_meta()))
+            return
+        # refuses (StoreError naming both) when the collection was written by another embedder
+        spec = self.store.open_collection(self.collection, expect=self.collection_meta())
+        meta = spec.meta or {}
+        if meta.get("chunking") != asdict(self.chunking) or meta.get("sparse") != self.sparse.params:
+            # every document's state changes with these, so each one is re-chunked and replaced on this run
+            self.store.update_meta(self.collection, self.collection_meta())
+
+    def state_for(self, content_hash: str) -> str:
+        return hashlib.sha256(f"{content_hash}:{self.state_salt}".encode()).hexdigest()[:24]
+
+    def _stored_state(self, doc_id: str) -> tuple[str | None, int]:
+        """(state, chunk_count) recorded on one of the document's points, or (None, 0)."""
+        points, _ = self.store.scroll(self.collection, filter=Filter(must={"metadata.doc_id": doc_id}), limit=1)
+        if not points:
+            return None, 0
+        md = points[0].payload.get("metadata", {})
+        return md.get("state"), int(md.get("chunk_count", 0))
+
+    def _is_complete(self, doc_id: str, state: str) -> bool:
+        stored, chunk_count = self._stored_state(doc_id)
+        if stored != state:
+            f = Filter(must={"metadata.doc_id": doc_id, "metadata.state": state})
+            stored_count = self.store.count(self.collection, f)
+            if stored_count == 0:
+                return False
+            # the sampled point was stale but current ones exist: read chunk_count from a current one
+            points, _ = self.store.scroll(self.collection, filter=f, limit=1)
+            chunk_count = int(points[0].payload["metadata"]["chunk_count"])
+            return stored_count == chunk_count
+        return self.store.count(self.collection, Filter(must={"metadata.doc_id": doc_id, "metadata.state": state})) == chunk_count
+
+    def _delete_stale(self, doc_id: str, state: str) -> int:
+        f = Filter(must={"metadata.doc_id": doc_id}, must_not={"metadata.state": state})
+        n = self.store.count(self.collection, f)
+        if n:
+            self.store.delete(self.collection, f)
+        return n
+
+    # ---- public API ------------------------------------------------------------------------------
+    def ingest(self, paths: Iterable[str | os.PathLike], prune: bool = False) -> IngestReport:
+        paths = list(paths)
+        files = expand_paths(paths)
+        report = self.ingest_files([(str(f), f) for f in files])
+        if prune:
+            t0 = time.time()
+            roots = [str(Path(p).resolve()) for p in paths]
+            report.results += self.prune(roots, keep={str(f) for f in files})
+            report.seconds += time.time() - t0
+        return report
+
+    def documents(self) -> dict[str, dict]:
+        """doc_id → metadata of its first chunk, for every document in the collection."""
+        docs: dict[str, dict] = {}
+        offset = None
+        while True:
+            points, offset = self.store.scroll(self.collection, filter=Filter(must={"metadata.chunk_no": 0}),
+                                               limit=512, offset=offset)
+            for p in points:
+                md = p.payload.get("metadata", {})
+                docs.setdefault(md.get("doc_id"), md)
+            if offset is None:
+                return docs
+
+    def prune(self, roots: list[str], keep: set[str]) -> list[FileResult]:
+        """Delete documents under ``roots`` whose files are gone."""
+        out = []
+        for doc_id, md in self.documents().items():
+            source = md.get("source", "")
+            under = any(source == r or source.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+            if under and source not in keep and not os.path.exists(source):
+                self.delete_document(doc_id=doc_id)
+                out.append(FileResult(source, "pruned", chunks=int(md.get("chunk_count", 0))))
+        return out
+
+    def delete_document(self, source: str | None = None, doc_id: str | None = None) -> int:
+        doc_id = doc_id or doc_id_for(source or "")
+        f = Filter(must={"metadata.doc_id": doc_id})
+        n = self.store.count(self.collection, f)
+        self.store.delete(self.collection, f)
+        return n
+
+    def ingest_files(self, files: list[tuple[str, Path]]) -> IngestReport:
+        """Ingest ``(source, path)`` pairs: the source is the document's identity, the path where to read it."""
+        t0 = time.time()
+        report = IngestReport(self.collection)
+        progress = Progress(len(files), self.progress_mode)
+        lock = threading.Lock()  # the writer thread finishes files too
+
+        def finish(result: FileResult) -> None:
+            with lock:
+                report.results.append(result)
+                progress.file_done(result)
+                if self.on_progress:
+                    self.on_progress(len(report.results), len(files), result)
+
+        writer = _Writer(self)
+        pending: list[tuple[str, str, str, bool, Future]] = []  # (source, doc_id, state, replacing, future)
+        max_in_flight = max(2, 2 * self.workers)
+        try:
+            with ProcessPoolExecutor(self.workers, mp_context=_mp_context()) as pool:
+                for source, path in files:
+                    try:
+                        content_hash = file_hash(Path(path))
+                    except OSError as e:
+                        finish(FileResult(source, "failed", "unreadable", f"{source}: {e.strerror or e}"))
+                        continue
+                    doc_id = doc_id_for(source)
+                    state = self.state_for(content_hash)
+                    stored_state, _ = self._stored_state(doc_id)
+                    if stored_state is not None and self._is_complete(doc_id, state):
+                        self._delete_stale(doc_id, state)
+                        finish(FileResult(source, "skipped", chunks=self.store.count(
+                            self.collection, Filter(must={"metadata.doc_id": doc_id}))))
+                        continue
+                    replacing = stored_state is not None and stored_state != state
+                    pending.append((source, doc_id, state, replacing, pool.submit(_load, str(path), self.max_bytes)))
+                    while len(pending) >= max_in_flight:
+                        self._process(pending.pop(0), writer, report, finish)
+                while pending:
+                    self._process(pending.pop(0), writer, report, finish)
+                self._flush(writer, report)
+            writer.close()
+        finally:
+            writer.close(raise_errors=False)
+            progress.close()
+        if report.embedded_chunks:
+            self.store.optimize(self.collection)
+        report.seconds = time.time() - t0
+        return report
+
+    # ---- internals -------------------------------------------------------------------------------
+    def _process(self, item, writer: "_Writer", report: IngestReport, finish) -> None:
+        source, doc_id, state, replacing, future = item
+        try:
+            doc = future.result()
+            chunks = self.chunker.chunk(doc)
+            if not chunks:
+                raise _empty(source)
+        except IngestError as e:
+            finish(FileResult(source, "failed", getattr(e, "reason", "error"), _message(source, e)))
+            return
+        except Exception as e:  # a parser crash on a hostile file must not stop the batch
+            finish(FileResult(source, "failed", "corrupt", f"{source}: cannot parse: {type(e).__name__}: {e}"))
+            return
+        doc_lang = Counter(c.language for c in chunks).most_common(1)[0][0]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        result = FileResult(source, "replaced" if replacing else "ingested", chunks=len(chunks),
+                            pages=len(doc.pages), language=doc_lang)
+        for c in chunks:
+            payload = {"page_content": c.text, "metadata": {
+                "doc_id": doc_id, "source": source, "title": doc.title or Path(source).name, "state": state,
+                "content_hash": doc.content_hash, "chunk_no": c.chunk_no, "chunk_count": len(chunks),
+                "language": c.language, "doc_language": doc_lang, "page": c.page_start, "page_end": c.page_end,
+                "char_start": c.char_start, "char_end": c.char_end, "token_count": c.token_count,
+                "pages": len(doc.pages), "mime": doc.mime, "ingested_at": now}}
+            self._buffer.append((point_id(doc_id, state, c.chunk_no), payload))
+        self._docs.append((doc_id, state, result, finish))
+        report.embedded_tokens += sum(c.token_count for c in chunks)
+        if len(self._buffer) >= self.embed_batch_chunks:
+            self._flush(writer, report)
+
+    def _flush(self, writer: "_Writer", report: IngestReport) -> None:
+        if not self._buffer:
+            return
+        ids, payloads = zip(*self._buffer)
+        texts = [p["page_content"] for p in payloads]
+        dense = self.embedder.embed_documents(texts)
+        sparse = self.sparse.encode_documents(texts)
+        points = [Point(id=i, vector=v, sparse=s, payload=p) for i, v, s, p in zip(ids, dense, sparse, payloads)]
+        report.embedded_chunks += len(points)
+        writer.put(points, list(self._docs))
+        self._buffer.clear()
+        self._docs.clear()
+
+
+def _empty(source: str) -> IngestError:
+    e = IngestError(f"{source}: no text to index after chunking")
+    e.reason = "empty"  # type: ignore[attr-defined]
+    return e
+
+
+def _message(source: str, e: Exception) -> str:
+    text = str(e)
+    return text if source in text or Path(source).name in text else f"{source}: {text}"
+
+
+def _mp_context():
+    import multiprocessing as mp
+
+    # forking a process that holds torch threads can deadlock; forkserver starts clean workers cheaply
+    return mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+
+
+class _Writer:
+    """Upserts in a background thread (overlapping embedding); after a document's last batch is written, deletes
+    its points of older states and reports the file as done."""
+
+    def __init__(self, ing: Ingestor):
+        self.ing = ing
+        self.q: queue.Queue = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="lusifer-ingest-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, points: list[Point], docs: list) -> None:
+        if self.error:
+            raise self.error
+        self.q.put((points, docs))
+
+    def _run(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if self.error:
+                continue
+            points, docs = item
+            try:
+                for i in range(0, len(points), 256):
+                    self.ing.store.upsert(self.ing.collection, points[i : i + 256])
+                for doc_id, state, result, finish in docs:
+                    self.ing._delete_stale(doc_id, state)
+                    finish(result)
+            except BaseException as e:  # surfaced to the caller on the next put/close
+                self.error = e
+
+    def close(self, raise_errors: bool = True) -> None:
+        if self.thread.is_alive():
+            self.q.put(None)
+            self.thread.join()
+        if raise_errors and self.error:
+            raise self.error
