@@ -1,0 +1,473 @@
+"""The vector store interface: collections of points (dense + optional sparse vector + JSON payload).
+
+Backends (``edge.py``: embedded Qdrant Edge; ``server.py``: qdrant-client to a server or its local mode) implement
+the protected ``_*`` methods; this class validates arguments once, batches writes, caches collection specs and
+wraps backend failures in ``StoreError``. Payloads are opaque here; the project writes the langchain-qdrant
+layout (``page_content`` + ``metadata``) so ``langchain_qdrant.QdrantVectorStore`` can read our collections.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, StoreError
+from .filters import Filter
+
+DEFAULT_PAYLOAD_INDEXES: dict[str, str] = {
+    "metadata.doc_id": "keyword",
+    "metadata.source": "keyword",
+    "metadata.language": "keyword",
+    "metadata.page": "integer",
+}
+PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool")
+DISTANCES = ("cosine", "dot", "euclid")
+QUANTIZATIONS = (None, "int8", "binary")
+QUERY_MODES = ("dense", "sparse", "hybrid")
+DEFAULT_RRF_K = 2  # Qdrant's own default; the RRF paper's 60 corresponds to ~61 here
+# meta keys that must agree between a collection and the embedder used on it
+COMPAT_KEYS = ("embedder_fingerprint",)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass
+class SparseVector:
+    indices: Sequence[int]
+    values: Sequence[float]
+
+    def __post_init__(self) -> None:
+        self.indices = np.asarray(self.indices, dtype=np.int64).reshape(-1)
+        self.values = np.asarray(self.values, dtype=np.float32).reshape(-1)
+        if self.indices.shape != self.values.shape:
+            raise StoreError(f"sparse vector has {self.indices.size} indices but {self.values.size} values")
+        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= 2**32):
+            raise StoreError("sparse vector indices must be in [0, 2**32)")
+
+
+@dataclass
+class Point:
+    """One stored item. ``id``: UUID string (deterministic UUIDv5 ids make upserts idempotent)."""
+
+    id: str
+    vector: np.ndarray | None  # (dim,) float32; None only in scroll results without vectors
+    payload: dict[str, Any] = field(default_factory=dict)
+    sparse: SparseVector | None = None
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+    vector: np.ndarray | None = None  # (dim,) float32 when asked with with_vectors=True
+
+
+@dataclass
+class CollectionSpec:
+    """How a collection is built, plus ``meta``: JSON the collection records (embedder spec and
+    fingerprint, chunking parameters). Persisted with the collection and returned by ``open_collection``."""
+
+    dim: int
+    distance: str = "cosine"
+    vector_name: str = ""  # unnamed default vector, as langchain-qdrant expects
+    sparse_name: str | None = "langchain-sparse"  # None: no sparse vector
+    sparse_idf: bool = True  # BM25-style IDF weighting computed by the engine
+    payload_indexes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PAYLOAD_INDEXES))
+    quantization: str | None = None  # None | "int8" | "binary"; queries rescore with the originals
+    oversampling: float = 2.0
+    on_disk: bool = False
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    indexing_threshold_kb: int | None = None  # below it segments are searched brute-force; None: engine default
+    shard_number: int | None = None  # server only
+    replication_factor: int | None = None  # server only
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim <= 0:
+            raise ConfigError(f"collection dim must be a positive int; got {self.dim!r}")
+        if self.distance not in DISTANCES:
+            raise ConfigError(f"distance {self.distance!r} is not supported; allowed: {DISTANCES}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ConfigError(f"quantization {self.quantization!r} is not supported; allowed: {QUANTIZATIONS}")
+        for key, kind in self.payload_indexes.items():
+            if kind not in PAYLOAD_INDEX_TYPES:
+                raise ConfigError(f"payload index type {kind!r} for {key!r} is not supported; allowed: {PAYLOAD_INDEX_TYPES}")
+        if self.sparse_name == "" or self.sparse_name == self.vector_name:
+            raise ConfigError(f"sparse vector name must be non-empty and differ from the dense one; got {self.sparse_name!r}")
+        if self.oversampling < 1:
+            raise ConfigError(f"oversampling must be >= 1; got {self.oversampling}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CollectionSpec":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def check_compatible(self, expected: Mapping[str, Any] | None, collection: str = "?") -> None:
+        check_compatible(collection, self, expected)
+
+
+def check_compatible(collection: str, spec: CollectionSpec, expected: Mapping[str, Any] | None) -> None:
+    """Refuse using ``collection`` with an embedder other than the one that wrote it.
+
+    ``expected``: meta of the caller's side, e.g. ``{"embedder": "e5-small", "embedder_fingerprint": "…",
+    "dim": 384}``. Keys absent on either side are not checked (collections made by other tools carry no meta).
+    """
+    if not expected:
+        return
+    dim = expected.get("dim")
+    if dim is not None and int(dim) != spec.dim:
+        raise StoreError(
+            f"collection {collection!r} holds {spec.dim}-dim vectors (embedder {spec.meta.get('embedder', 'unknown')!r}), "
+            f"but the given embedder {expected.get('embedder', 'unknown')!r} makes {dim}-dim vectors; "
+            f"use the collection's embedder or another collection"
+        )
+    for key in COMPAT_KEYS:
+        want, have = expected.get(key), spec.meta.get(key)
+        if want is not None and have is not None and want != have:
+            raise StoreError(
+                f"collection {collection!r} was written with embedder {spec.meta.get('embedder', 'unknown')!r} "
+                f"({key} {have}), but the given embedder is {expected.get('embedder', 'unknown')!r} ({key} {want}); "
+                f"vectors of different embedders are not comparable: use --embedder {spec.meta.get('embedder', '<its spec>')} "
+                f"with this collection, or ingest into a new collection"
+            )
+
+
+@dataclass
+class QueryPlan:
+    """A validated query, handed to the backend."""
+
+    mode: str
+    dense: np.ndarray | None  # (dim,) float32
+    sparse: SparseVector | None
+    filter: Filter | None
+    k: int
+    score_threshold: float | None
+    rrf_k: int | None
+    prefetch_limit: int
+    with_vectors: bool
+    exact: bool
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise StoreError(
+            f"collection name {name!r} is not allowed: use 1-128 letters, digits, '_', '-', '.', starting with a letter or digit"
+        )
+    return name
+
+
+def as_uuid(value: Any) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise StoreError(f"point id must be a UUID string; got {value!r}") from None
+
+
+class VectorStore(abc.ABC):
+    """Collections of points; thread-safe; use as a context manager or call ``close()``."""
+
+    batch_size = 256  # points per backend write (Qdrant's bulk-upload advice: 64-256)
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self._specs: dict[str, CollectionSpec] = {}
+        self._specs_lock = threading.Lock()
+        self._closed = False
+
+    # ---- public API -------------------------------------------------------------------------------------
+    def create_collection(self, name: str, spec: CollectionSpec, *, exist_ok: bool = False) -> CollectionSpec:
+        """Create ``name``. If it exists: return its spec when ``exist_ok`` (after checking the embedder
+        fingerprint in ``spec.meta`` agrees), else raise."""
+        self._check_open()
+        validate_name(name)
+        existing = self._guard("read collection", name, self._read_spec, name)
+        if existing is not None:
+            if not exist_ok:
+                raise StoreError(f"collection {name!r} already exists in {self.location}; drop it first or open it")
+            check_compatible(name, existing, {**spec.meta, "dim": spec.dim})
+            self._remember(name, existing)
+            return existing
+        self._guard("create collection", name, self._create, name, spec)
+        self._remember(name, spec)
+        return spec
+
+    def open_collection(self, name: str, expect: Mapping[str, Any] | None = None) -> CollectionSpec:
+        """The collection's spec (fresh from storage); with ``expect`` (caller's embedder meta), refuse a mismatch."""
+        self._check_open()
+        validate_name(name)
+        spec = self._guard("read collection", name, self._read_spec, name)
+        if spec is None:
+            existing = self.list_collections()
+            raise StoreError(
+                f"no collection {name!r} in {self.location}; existing: {', '.join(existing) if existing else '(none)'}"
+            )
+        self._remember(name, spec)
+        check_compatible(name, spec, expect)
+        return spec
+
+    def list_collections(self) -> list[str]:
+        self._check_open()
+        return sorted(self._guard("list collections", "*", self._list))
+
+    def drop_collection(self, name: str) -> bool:
+        """Delete ``name`` with its data; False if it did not exist."""
+        self._check_open()
+        validate_name(name)
+        with self._specs_lock:
+            self._specs.pop(name, None)
+        return bool(self._guard("drop collection", name, self._drop, name))
+
+    def update_meta(self, name: str, meta: Mapping[str, Any]) -> CollectionSpec:
+        """Replace the collection's recorded ``meta`` (e.g. new chunking parameters after a re-ingest)."""
+        spec = self.open_collection(name)
+        new = CollectionSpec.from_dict({**spec.to_dict(), "meta": dict(meta)})
+        self._guard("update collection meta", name, self._write_spec, name, new)
+        self._remember(name, new)
+        return new
+
+    def upsert(self, name: str, points: Sequence[Point]) -> int:
+        """Insert or replace points by id, in batches of ``batch_size``; returns the number written."""
+        spec = self._spec(name)
+        for start in range(0, len(points), self.batch_size):
+            batch = points[start : start + self.batch_size]
+            ids = [as_uuid(p.id) for p in batch]
+            dense = _dense_matrix(batch, spec.dim)  # (b, dim) float32
+            if spec.sparse_name is None and any(p.sparse is not None for p in batch):
+                raise StoreError(f"collection {name!r} has no sparse vector; points must not carry one")
+            self._guard("upsert", name, self._upsert_batch, name, spec, ids, dense, batch)
+        self._after_write(name, len(points))
+        return len(points)
+
+    def delete(self, name: str, filter: Filter) -> None:
+        """Delete the points matching ``filter`` (an empty filter is refused: use drop_collection)."""
+        self._spec(name)
+        if filter is None or filter.is_empty():
+            raise StoreError(f"delete on {name!r} needs a non-empty filter; to remove everything use drop_collection")
+        self._guard("delete", name, self._delete, name, filter)
+        self._after_write(name, 0)
+
+    def query(
+        self,
+        name: str,
+        dense: Sequence[float] | np.ndarray | None = None,
+        sparse: SparseVector | None = None,
+        filter: Filter | None = None,
+        k: int = 10,
+        mode: str = "dense",
+        score_threshold: float | None = None,
+        rrf_k: int | None = None,
+        prefetch_limit: int | None = None,
+        with_vectors: bool = False,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """Nearest points. ``mode``: "dense" (needs ``dense``), "sparse" (needs ``sparse``) or "hybrid" (both,
+        fused by RRF with constant ``rrf_k``, default Qdrant's 2; each leg fetches ``prefetch_limit``,
+        default max(4k, 20)). ``exact`` forces brute force (no HNSW, no quantization)."""
+        spec = self._spec(name)
+        if mode not in QUERY_MODES:
+            raise StoreError(f"query mode {mode!r} is not supported; allowed: {QUERY_MODES}")
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise StoreError(f"k must be a positive int; got {k!r}")
+        vec = None
+        if mode in ("dense", "hybrid"):
+            if dense is None:
+                raise StoreError(f"query mode {mode!r} needs a dense vector")
+            vec = np.asarray(dense, dtype=np.float32).reshape(-1)  # (dim,)
+            if vec.shape[0] != spec.dim:
+                raise StoreError(f"query vector has {vec.shape[0]} dims; collection {name!r} holds {spec.dim}-dim vectors")
+            if not np.isfinite(vec).all():
+                raise StoreError("query vector contains NaN or infinity")
+        if mode in ("sparse", "hybrid"):
+            if sparse is None:
+                raise StoreError(f"query mode {mode!r} needs a sparse vector")
+            if spec.sparse_name is None:
+                raise StoreError(f"collection {name!r} has no sparse vector; use mode='dense'")
+        plan = QueryPlan(
+            mode=mode, dense=vec, sparse=sparse if mode != "dense" else None, filter=filter, k=k,
+            score_threshold=score_threshold, rrf_k=rrf_k, prefetch_limit=prefetch_limit or max(4 * k, 20),
+            with_vectors=with_vectors, exact=exact,
+        )
+        return self._guard("query", name, self._query, name, spec, plan)
+
+    def count(self, name: str, filter: Filter | None = None, exact: bool = True) -> int:
+        self._spec(name)
+        return int(self._guard("count", name, self._count, name, filter, exact))
+
+    def scroll(
+        self, name: str, filter: Filter | None = None, limit: int = 256, offset: str | None = None,
+        with_vectors: bool = False,
+    ) -> tuple[list[Point], str | None]:
+        """One page of points in id order from ``offset``; returns (points, next_offset or None at the end)."""
+        self._spec(name)
+        if limit <= 0:
+            raise StoreError(f"scroll limit must be positive; got {limit}")
+        off = as_uuid(offset) if offset is not None else None
+        return self._guard("scroll", name, self._scroll, name, filter, limit, off, with_vectors)
+
+    def iter_points(self, name: str, filter: Filter | None = None, page: int = 1024, with_vectors: bool = False) -> Iterator[Point]:
+        """Every point matching ``filter``, page by page."""
+        offset = None
+        while True:
+            points, offset = self.scroll(name, filter, page, offset, with_vectors)
+            yield from points
+            if offset is None:
+                return
+
+    def facet(self, name: str, key: str, filter: Filter | None = None, limit: int = 1000) -> dict[Any, int]:
+        """Exact counts of the values of a payload index key (e.g. ``metadata.language``), largest first."""
+        spec = self._spec(name)
+        if key not in spec.payload_indexes:
+            raise StoreError(f"facet needs a payload index on {key!r}; indexed keys of {name!r}: {sorted(spec.payload_indexes)}")
+        return self._guard("facet", name, self._facet, name, key, filter, limit)
+
+    def optimize(self, name: str) -> bool:
+        """Build indexes/merge segments now (embedded store: call after bulk writes); True if anything changed."""
+        self._spec(name)
+        return bool(self._guard("optimize", name, self._optimize, name))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> "VectorStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
+
+    # ---- helpers ----------------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the store {self.location} is closed")
+
+    def _remember(self, name: str, spec: CollectionSpec) -> None:
+        with self._specs_lock:
+            self._specs[name] = spec
+
+    def _spec(self, name: str) -> CollectionSpec:
+        self._check_open()
+        with self._specs_lock:
+            spec = self._specs.get(name)
+        return spec if spec is not None else self.open_collection(name)
+
+    def _guard(self, op: str, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except StoreError:
+            raise
+        except Exception as exc:  # backend errors carry no common type; say what we were doing
+            raise StoreError(f"{op} on collection {name!r} in {self.location} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _after_write(self, name: str, n: int) -> None:
+        """Hook after writes (the embedded backend optimizes after large volumes)."""
+
+    # ---- backend surface --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _create(self, name: str, spec: CollectionSpec) -> None: ...
+
+    @abc.abstractmethod
+    def _read_spec(self, name: str) -> CollectionSpec | None: ...
+
+    @abc.abstractmethod
+    def _write_spec(self, name: str, spec: CollectionSpec) -> None: ...
+
+    @abc.abstractmethod
+    def _list(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def _drop(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def _upsert_batch(self, name: str, spec: CollectionSpec, ids: list[str], dense: np.ndarray, points: Sequence[Point]) -> None: ...
+
+    @abc.abstractmethod
+    def _delete(self, name: str, flt: Filter) -> None: ...
+
+    @abc.abstractmethod
+    def _query(self, name: str, spec: CollectionSpec, plan: QueryPlan) -> list[Hit]: ...
+
+    @abc.abstractmethod
+    def _count(self, name: str, flt: Filter | None, exact: bool) -> int: ...
+
+    @abc.abstractmethod
+    def _scroll(self, name: str, flt: Filter | None, limit: int, offset: str | None, with_vectors: bool) -> tuple[list[Point], str | None]: ...
+
+    @abc.abstractmethod
+    def _facet(self, name: str, key: str, flt: Filter | None, limit: int) -> dict[Any, int]: ...
+
+    @abc.abstractmethod
+    def _optimize(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def _close(self) -> None: ...
+
+
+def _dense_matrix(points: Sequence[Point], dim: int) -> np.ndarray:
+    """Stack the batch's vectors: (b, dim) float32, refusing wrong sizes and non-finite values."""
+    try:
+        mat = np.asarray([p.vector for p in points], dtype=np.float32)
+    except (ValueError, TypeError):
+        sizes = sorted({np.asarray(p.vector).size if p.vector is not None else 0 for p in points})
+        raise StoreError(f"points must all carry a {dim}-dim dense vector; got sizes {sizes}") from None
+    if mat.ndim != 2 or mat.shape[1] != dim:
+        raise StoreError(f"points carry vectors of shape {mat.shape[1:]}; the collection holds {dim}-dim vectors")
+    if not np.isfinite(mat).all():
+        raise StoreError("point vectors contain NaN or infinity")
+    return mat
+
+
+# ---- backend registry ---------------------------------------------------------------------------------------
+Opener = Callable[..., VectorStore]  # (target, api_key=..., **opts) -> VectorStore
+_BACKENDS: dict[str, Opener] = {}
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(.*)$", re.S)  # 2+ letters: "C:\..." stays a path
+
+
+def register_backend(*schemes: str) -> Callable[[Opener], Opener]:
+    """Register an opener for location schemes; "" is the scheme of a plain directory path."""
+
+    def deco(fn: Opener) -> Opener:
+        for s in schemes:
+            _BACKENDS[s] = fn
+        return fn
+
+    return deco
+
+
+def parse_location(location: str) -> tuple[str, str]:
+    """"http://h:6333" -> ("http", "http://h:6333"); "qdrant-local:/p" -> ("qdrant-local", "/p");
+    ":memory:" -> (":memory:", ":memory:"); "/some/dir" -> ("", "/some/dir")."""
+    location = str(location)
+    if location == ":memory:":
+        return ":memory:", location
+    m = _SCHEME_RE.match(location)
+    if m is None:
+        return "", location
+    scheme = m.group(1).lower()
+    if scheme in ("http", "https"):
+        return scheme, location
+    return scheme, m.group(2)
+
+
+def open_store(location: str, api_key: str | None = None, **opts: Any) -> VectorStore:
+    """Open the store at ``location``: a directory (embedded Qdrant Edge), ``http(s)://host:port`` (Qdrant
+    server), ``:memory:`` or ``qdrant-local:<dir>`` (qdrant-client's local mode, for tests and small setups)."""
+    scheme, target = parse_location(location)
+    opener = _BACKENDS.get(scheme)
+    if opener is None:
+        allowed = sorted(f"{s}:" if s not in ("", ":memory:") else (s or "<directory>") for s in _BACKENDS)
+        raise ConfigError(f"store location {location!r} has an unknown scheme {scheme!r}; allowed: {', '.join(allowed)}")
+    return opener(target, api_key=api_key, **opts)
