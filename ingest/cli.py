@@ -35,7 +35,8 @@ def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
         emb = get_embedder(settings, spec)
         params = {k: v for k, v in (("max_tokens", args.max_tokens), ("overlap_tokens", args.overlap)) if v}
         chunking = ChunkingParams(**{"max_tokens": min(emb.max_tokens, 512), **params})
-        ing = Ingestor(store, settings.collection, emb, chunking, workers=args.workers)
+        ing = Ingestor(store, settings.collection, emb, chunking, workers=args.workers,
+                       embed_batch_chunks=settings.ingest_batch_chunks)
         report = ing.ingest(args.paths, prune=args.prune)
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:

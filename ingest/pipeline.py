@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from lusifer_rag.errors import IngestError, StoreError
+from lusifer_rag.errors import ConfigError, IngestError
 from lusifer_rag.store import CollectionSpec, Filter, Point, VectorStore
 
 from .chunking import Chunker, ChunkingParams
@@ -89,7 +89,7 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     out: dict[str, Path] = {}
     for p in map(Path, paths):
         if not p.exists():
-            raise IngestError(f"{p}: no such file or directory")
+            raise ConfigError(f"{p}: no such file or directory")
         if p.is_file():
             out[str(p.resolve())] = p.resolve()
             continue

@@ -42,6 +42,7 @@ class Settings:
     store: str | None = setting(None, "Vector store: a directory (embedded Qdrant Edge) or an http(s):// URL of a Qdrant server; unset: <data_dir>/store.")
     qdrant_api_key: str | None = setting(None, "API key for a Qdrant server.")
     collection: str = setting("documents", "Default collection name.")
+    ingest_batch_chunks: int = setting(256, "Chunks embedded together during ingest (larger: faster, more memory).")
     search_mode: str = setting("dense", "Retrieval mode: 'dense', 'hybrid' (dense + BM25 sparse, RRF) or 'sparse'.")
     debias: str = setting("auto", "Language-bias correction: 'auto' (on for mixed-language collections), 'on', 'off'.")
     top_k: int = setting(6, "Passages retrieved for an answer.")

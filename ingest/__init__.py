@@ -1,0 +1,1 @@
+"""Ingest: documents → chunks → vectors. Submodules are imported where needed (no heavy imports here)."""

@@ -1,0 +1,7 @@
+"""``python -m lusifer_rag`` == the ``lusifer-rag`` command."""
+
+import sys
+
+from lusifer_rag.cli import main
+
+sys.exit(main())
