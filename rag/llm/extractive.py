@@ -1,0 +1,191 @@
+"""No language model: the most relevant sentences of the sources, verbatim, with their citations.
+
+Relevance is the embedder's query–document similarity (cross-lingual like retrieval itself: a Telugu
+question finds the right English sentence); without an embedder, a lexical overlap score (words, or
+character bigrams for scripts written without spaces) — same-language only.
+The label is in the answer language; the extracts stay in their documents' languages.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import regex
+
+from lusifer_rag.errors import ConfigError
+
+from ..language import extracts_label
+from ..prompt import Prompt
+from .base import LLMBackend, register_llm
+
+try:  # the ingest chunker's script-aware splitter, so extracts and chunks agree on what a sentence is
+    from ingest.chunking import sentence_spans
+except ImportError:  # pragma: no cover - ingest is part of the project; kept for a stripped install
+    _BOUNDARY = regex.compile(r"[.!?]+['\"”’»)\]]*(?=\s)|[。！？]+|[।॥]+|[؟۔]+|[።]+|\n")
+
+    def sentence_spans(text: str) -> list[tuple[int, int]]:
+        spans, pos = [], 0
+        for m in [*_BOUNDARY.finditer(text), None]:
+            end = m.end() if m else len(text)
+            piece = text[pos:end]
+            start = pos + len(piece) - len(piece.lstrip())
+            stop = pos + len(piece.rstrip())
+            if stop > start:
+                spans.append((start, stop))
+            pos = end
+        return spans
+
+_LETTER = regex.compile(r"\p{L}")
+_WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+")
+# scripts written without spaces between words: compare character bigrams instead of words
+_NO_SPACE = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]")
+
+
+EMBEDDING_MARGIN = 0.04
+LEXICAL_MARGIN = 0.5
+
+
+@dataclass
+class Extract:
+    source: int  # 1-based source number
+    text: str
+    score: float
+
+
+def lexical_terms(text: str) -> list[str]:
+    """Lower-cased words; character bigrams inside runs of scripts written without spaces."""
+    terms: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        if _NO_SPACE.search(word):
+            terms.extend(word[i:i + 2] for i in range(max(len(word) - 1, 1)))
+        else:
+            terms.append(word)
+    return terms
+
+
+def lexical_scores(question: str, candidates: list[str]) -> np.ndarray:
+    """BM25-like overlap of each candidate with the question, IDF over the candidates. (m,)"""
+    q = set(lexical_terms(question))
+    docs = [Counter(lexical_terms(c)) for c in candidates]
+    df = Counter(t for d in docs for t in d.keys() & q)
+    n = len(docs)
+    avg = sum(sum(d.values()) for d in docs) / max(n, 1) or 1.0
+    k1, b = 1.2, 0.75
+    out = np.zeros(n, dtype=np.float32)
+    for i, d in enumerate(docs):
+        length = sum(d.values())
+        for t in d.keys() & q:
+            idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
+            out[i] += idf * d[t] * (k1 + 1) / (d[t] + k1 * (1 - b + b * length / avg))
+    return out
+
+
+@register_llm("extractive", "no language model: the most relevant sentences of the sources, cited (default)")
+class ExtractiveBackend(LLMBackend):
+    name = "extractive"
+    extractive = True
+    wants_embedder = True
+
+    def __init__(
+        self,
+        _arg: str | None = None,
+        *,
+        embedder: Any = None,
+        max_sentences: int = 3,
+        max_margin: float | None = None,
+        min_letters: int = 6,
+        max_candidates: int = 400,
+        max_chars: int = 600,
+        cache_size: int = 8192,
+    ):
+        if _arg:
+            raise ConfigError(f"the extractive backend takes no argument, got 'extractive:{_arg}'")
+        if not isinstance(max_sentences, int) or max_sentences < 1:
+            raise ConfigError(f"max_sentences must be a positive integer, got {max_sentences!r}")
+        self.embedder = embedder
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()  # sentence -> (d,) vector, LRU
+        self._cache_lock = threading.Lock()
+        self.max_sentences, self.max_margin = max_sentences, max_margin
+        self.min_letters, self.max_candidates, self.max_chars = min_letters, max_candidates, max_chars
+
+    def set_embedder(self, embedder: Any) -> None:
+        if self.embedder is None:
+            self.embedder = embedder
+
+    def _sentence_vectors(self, texts: list[str]) -> np.ndarray:
+        """(m, d) document vectors; the same chunks come back across questions, so sentences are cached."""
+        with self._cache_lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            vecs = self.embedder.embed_documents(missing)  # (k, d), one call for every new sentence
+            with self._cache_lock:
+                self._cache.update(zip(missing, vecs))
+                while len(self._cache) > max(self.cache_size, len(texts)):
+                    self._cache.popitem(last=False)
+        with self._cache_lock:
+            for t in texts:
+                self._cache.move_to_end(t)
+            return np.stack([self._cache[t] for t in texts])
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "relevance": "embedder" if self.embedder is not None else "lexical"}
+
+    def generate(self, prompt: Prompt, *, stream: bool = False) -> Iterator[str]:
+        head = extracts_label(prompt.answer_language)
+        lines = [f"\n\n{self._clip(e.text)} [{e.source}]" if i == 0 else f"\n{self._clip(e.text)} [{e.source}]"
+                 for i, e in enumerate(self.select(prompt))]
+        if stream:
+            yield head
+            yield from lines
+        else:
+            yield head + "".join(lines)
+
+    def select(self, prompt: Prompt) -> list[Extract]:
+        """The chosen sentences, best first: the top ``max_sentences`` within ``max_margin`` of the best.
+
+        The margin is in cosine similarity for an embedder (default 0.04: e5-style similarities of related
+        and unrelated sentences sit within ~0.1 of each other); lexical scores are scaled to best = 1
+        (default margin 0.5).
+        """
+        cands = self.candidates(prompt)
+        if not cands:
+            return []
+        texts = [t for _, t in cands]
+        if self.embedder is not None:
+            q = self.embedder.embed_queries([prompt.question])  # (1, d), L2-normalised
+            s = self._sentence_vectors(texts)  # (m, d)
+            scores = s @ q[0]  # (m,) cosine
+            margin = EMBEDDING_MARGIN if self.max_margin is None else self.max_margin
+        else:
+            scores = lexical_scores(prompt.question, texts)
+            scores = scores / scores.max() if scores.max() > 0 else scores
+            margin = LEXICAL_MARGIN if self.max_margin is None else self.max_margin
+        order = np.argsort(-scores, kind="stable")[: self.max_sentences]
+        best = float(scores[order[0]])
+        return [Extract(cands[i][0], cands[i][1], float(scores[i])) for i in order
+                if float(scores[i]) >= best - margin]
+
+    def candidates(self, prompt: Prompt) -> list[tuple[int, str]]:
+        """(source number, sentence) for every sentence worth quoting, each distinct text once."""
+        out: list[tuple[int, str]] = []
+        seen: set[str] = set()
+        for n, chunk in enumerate(prompt.sources, 1):
+            for start, end in sentence_spans(chunk.text):
+                sentence = " ".join(chunk.text[start:end].split())
+                if len(_LETTER.findall(sentence)) < self.min_letters or sentence in seen:
+                    continue
+                seen.add(sentence)
+                out.append((n, sentence))
+                if len(out) >= self.max_candidates:
+                    return out
+        return out
+
+    def _clip(self, text: str) -> str:
+        return text if len(text) <= self.max_chars else text[: self.max_chars].rstrip() + " …"
