@@ -14,6 +14,7 @@ from .registry import available, factory_for, parse_spec
 
 # backends register themselves on import
 from . import hf as _hf  # noqa: F401,E402
+from . import e5_offline as _e5_offline  # noqa: F401,E402
 from . import lusifer as _lusifer  # noqa: F401,E402
 
 

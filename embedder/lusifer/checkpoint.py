@@ -1,0 +1,199 @@
+"""Official ``model.safetensors`` → our merged state dict.
+
+The official checkpoint is ``Lusifer.state_dict()`` with peft naming (spec §2). We read the header, check the
+key set, shapes and dtypes against what config.json implies (failing loudly, where the official loader uses
+``strict=False``), then load one tensor at a time, merge LoRA in fp32 (W + alpha/r · B·A), fuse q/k/v and
+gate/up, cast, and drop ``lm_head`` / ``embed_tokens`` / the XLM-R pooler.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from lusifer_rag.errors import CheckpointError
+
+from .config import LLMShape, LusiferConfig, XLMRShape
+
+_FLOAT_DTYPES = {"F32", "BF16", "F16"}
+_SHOW = 5
+
+
+def read_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{name: (dtype, shape)} from a safetensors header (8-byte little-endian length, then JSON)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) != 8:
+                raise CheckpointError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+            (n,) = struct.unpack("<Q", head)
+            if n > path.stat().st_size:
+                raise CheckpointError(f"{path}: not a safetensors file (header length {n} > file size)")
+            meta = json.loads(f.read(n))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable safetensors header ({e})") from None
+    meta.pop("__metadata__", None)
+    return {k: (v["dtype"], tuple(v["shape"])) for k, v in meta.items()}
+
+
+@dataclass(frozen=True)
+class Linear:
+    """One official Linear (maybe LoRA-wrapped): where its tensors live in the checkpoint."""
+
+    path: str  # e.g. 'universal_learner.base_model.model.encoder.layer.0.attention.self.query'
+    lora: str | None  # adapter name, None when not wrapped
+    out_f: int
+    in_f: int
+    bias: bool
+
+    @property
+    def weight(self) -> str:
+        return f"{self.path}.base_layer.weight" if self.lora else f"{self.path}.weight"
+
+    @property
+    def bias_key(self) -> str:
+        return f"{self.path}.base_layer.bias" if self.lora else f"{self.path}.bias"
+
+    def keys(self, r: int) -> dict[str, tuple[int, ...]]:
+        out = {self.weight: (self.out_f, self.in_f)}
+        if self.bias:
+            out[self.bias_key] = (self.out_f,)
+        if self.lora:
+            out[f"{self.path}.lora_A.{self.lora}.weight"] = (r, self.in_f)
+            out[f"{self.path}.lora_B.{self.lora}.weight"] = (self.out_f, r)
+        return out
+
+
+class Layout:
+    """The official key layout for one config: expected keys/shapes and the map to our parameter names."""
+
+    def __init__(self, cfg: LusiferConfig, ul: XLMRShape, llm: LLMShape):
+        self.cfg = cfg
+        self.required: dict[str, tuple[int, ...]] = {}
+        self.optional: dict[str, tuple[int, ...]] = {}  # allowed but unused
+        # ours -> (list of official Linears stacked along dim 0) or plain official key
+        self.linears: dict[str, list[Linear]] = {}
+        self.plain: dict[str, str] = {}
+        r = cfg.lora_r
+
+        ul_lora = cfg.universal_learner_lora_name
+        P = "universal_learner.base_model.model." if ul_lora else "universal_learner."
+        d = ul.hidden_size
+        for ours, key, shape in [
+            ("ul.word_emb.weight", "embeddings.word_embeddings.weight", (ul.vocab_size, d)),
+            ("ul.pos_emb.weight", "embeddings.position_embeddings.weight", (ul.max_positions, d)),
+            ("ul.type_emb.weight", "embeddings.token_type_embeddings.weight", (ul.type_vocab_size, d)),
+            ("ul.emb_ln.weight", "embeddings.LayerNorm.weight", (d,)),
+            ("ul.emb_ln.bias", "embeddings.LayerNorm.bias", (d,)),
+        ]:
+            self._plain(ours, P + key, shape)
+        for i in range(ul.num_layers):
+            L, o = f"{P}encoder.layer.{i}.", f"ul.layers.{i}."
+            self._linear(o + "qkv", [Linear(L + f"attention.self.{n}", ul_lora, d, d, True)
+                                     for n in ("query", "key", "value")])
+            self._linear(o + "attn_out", [Linear(L + "attention.output.dense", ul_lora, d, d, True)])
+            self._linear(o + "inter", [Linear(L + "intermediate.dense", ul_lora, ul.intermediate_size, d, True)])
+            self._linear(o + "out", [Linear(L + "output.dense", ul_lora, d, ul.intermediate_size, True)])
+            for ln, key in (("attn_ln", "attention.output.LayerNorm"), ("out_ln", "output.LayerNorm")):
+                self._plain(f"{o}{ln}.weight", f"{L}{key}.weight", (d,))
+                self._plain(f"{o}{ln}.bias", f"{L}{key}.bias", (d,))
+        # the official XLMRobertaModel keeps its (unused) pooler, LoRA-wrapped like every 'dense'
+        self.optional.update(Linear(P + "pooler.dense", ul_lora, d, d, True).keys(r))
+
+        llm_lora = cfg.encoder_lora_name
+        E = "encoder.base_model.model." if llm_lora else "encoder."
+        D, hd = llm.hidden_size, llm.head_dim
+        qo, kvo = llm.num_heads * hd, llm.num_kv_heads * hd
+        for i in range(llm.num_layers):
+            L, o = f"{E}model.layers.{i}.", f"llm.layers.{i}."
+            self._linear(o + "qkv", [Linear(L + "self_attn.q_proj", llm_lora, qo, D, llm.qkv_bias),
+                                     Linear(L + "self_attn.k_proj", llm_lora, kvo, D, llm.qkv_bias),
+                                     Linear(L + "self_attn.v_proj", llm_lora, kvo, D, llm.qkv_bias)])
+            self._linear(o + "o", [Linear(L + "self_attn.o_proj", llm_lora, D, qo, llm.o_bias)])
+            I = llm.intermediate_size
+            self._linear(o + "gate_up", [Linear(L + "mlp.gate_proj", llm_lora, I, D, llm.mlp_bias),
+                                         Linear(L + "mlp.up_proj", llm_lora, I, D, llm.mlp_bias)])
+            self._linear(o + "down", [Linear(L + "mlp.down_proj", llm_lora, D, I, llm.mlp_bias)])
+            self._plain(o + "in_norm.weight", L + "input_layernorm.weight", (D,))
+            self._plain(o + "post_norm.weight", L + "post_attention_layernorm.weight", (D,))
+        self._plain("llm.norm.weight", E + "model.norm.weight", (D,))
+        # unused at inference; safetensors drops one of two tied tensors, so with tied embeddings either may be absent
+        unused = {E + "model.embed_tokens.weight": (llm.vocab_size, D), E + "lm_head.weight": (llm.vocab_size, D)}
+        tied = bool(getattr(llm.hf_config, "tie_word_embeddings", False))
+        (self.optional if tied else self.required).update(unused)
+
+        self._linear("connector.ff0", [Linear("connection_module.ff.0", None, d, d, True)])
+        self._linear("connector.ff2", [Linear("connection_module.ff.2", None, D, d, True)])
+        if cfg.num_added_tokens:
+            self._plain("connector.added_tokens", "connection_module.added_tokens", (cfg.num_added_tokens, D))
+        self._linear("proj.l0", [Linear("output_projection.0", None, D, D, True)])
+        self._linear("proj.l2", [Linear("output_projection.2", None, D, D, True)])
+
+    def _plain(self, ours: str, key: str, shape: tuple[int, ...]) -> None:
+        self.plain[ours] = key
+        self.required[key] = shape
+
+    def _linear(self, ours: str, parts: list[Linear]) -> None:
+        self.linears[ours] = parts
+        for p in parts:
+            self.required.update(p.keys(self.cfg.lora_r))
+
+    # ---- checks -------------------------------------------------------------------------------------------
+    def check(self, header: dict[str, tuple[str, tuple[int, ...]]], path: Path) -> None:
+        problems: list[str] = []
+        missing = sorted(set(self.required) - set(header))
+        unexpected = sorted(set(header) - set(self.required) - set(self.optional))
+        if missing:
+            problems.append(f"{len(missing)} missing keys: {_first(missing)}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected keys: {_first(unexpected)}")
+        expected = {**self.optional, **self.required}
+        bad_shape = [f"{k} {list(header[k][1])} (expected {list(s)})" for k, s in expected.items()
+                     if k in header and header[k][1] != s]
+        if bad_shape:
+            problems.append(f"{len(bad_shape)} shape mismatches: {_first(bad_shape)}")
+        bad_dtype = [f"{k} {dt}" for k, (dt, _) in header.items() if k in expected and dt not in _FLOAT_DTYPES]
+        if bad_dtype:
+            problems.append(f"{len(bad_dtype)} tensors of a non-float dtype (allowed {sorted(_FLOAT_DTYPES)}): "
+                            f"{_first(bad_dtype)}")
+        if problems:
+            hint = ""
+            if missing and any(".added_tokens" in k for k in unexpected + missing):
+                hint = " (does num_added_tokens in config.json match the checkpoint?)"
+            elif missing and any("lora_" in k for k in unexpected + missing):
+                hint = " (do the LoRA names and loar_r in config.json match the checkpoint?)"
+            raise CheckpointError(f"{path} does not match its config.json{hint}: " + "; ".join(problems))
+
+    # ---- loading ------------------------------------------------------------------------------------------
+    def tensors(self, path: Path, dtype: torch.dtype, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
+        """(our name, tensor) pairs, LoRA merged in fp32 then cast; one official tensor in memory at a time."""
+        from safetensors import safe_open
+
+        scale = self.cfg.lora_scale
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for ours, key in self.plain.items():
+                yield ours, f.get_tensor(key).to(device=device, dtype=dtype)
+            for ours, parts in self.linears.items():
+                ws, bs = [], []
+                for p in parts:
+                    w = f.get_tensor(p.weight).float()
+                    if p.lora:
+                        a = f.get_tensor(f"{p.path}.lora_A.{p.lora}.weight").float()  # (r, in)
+                        b = f.get_tensor(f"{p.path}.lora_B.{p.lora}.weight").float()  # (out, r)
+                        w = w.addmm_(b, a, alpha=scale)
+                    ws.append(w.to(dtype))
+                    if p.bias:
+                        bs.append(f.get_tensor(p.bias_key).to(dtype))
+                yield ours + ".weight", (ws[0] if len(ws) == 1 else torch.cat(ws)).to(device)
+                if bs:
+                    yield ours + ".bias", (bs[0] if len(bs) == 1 else torch.cat(bs)).to(device)
+
+
+def _first(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOW])
+    return shown + (f", … (+{len(items) - _SHOW} more)" if len(items) > _SHOW else "")

@@ -1,0 +1,243 @@
+"""LUSIFER configuration: the official ``config.json`` (constructor kwargs), the two backbone shapes, templates.
+
+Only configs and the XLM-R tokenizer are resolved from the base names; weights never are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lusifer_rag.errors import CheckpointError, ConfigError
+
+#: the official default instruction for retrieval (it already ends in ".", hence the double period)
+DEFAULT_INSTRUCTION = "Given a question, retrieve passages that answer the question."
+#: official special-token strings for the "xlm-r" universal learner
+BOS, EOS = "<s>", "</s>"
+QUERY_TEMPLATE = BOS + "{instruction}.\n{text}" + EOS
+DOCUMENT_TEMPLATE = BOS + "{instruction}. Candidate:\n{text}" + EOS
+
+SUPPORTED_UL = ("xlm-r",)
+SUPPORTED_LLM = ("mistral", "llama", "qwen2")
+#: rope types whose frequencies do not depend on the sequence length at run time
+SUPPORTED_ROPE = ("default", "linear", "llama3", "yarn")
+
+
+def check_transformers() -> None:
+    """We rely on transformers ≥ 5 for config parsing (``rope_parameters``) and tokenizers."""
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    if major < 5:
+        raise ConfigError(
+            f"the LUSIFER backend needs transformers>=5 (found {transformers.__version__}); "
+            "upgrade with: pip install 'transformers>=5,<6'"
+        )
+
+
+@dataclass(frozen=True)
+class LusiferConfig:
+    """The official ``Lusifer.__init__`` kwargs that matter for inference."""
+
+    universal_learner_name_or_path: str
+    encoder_name_or_path: str
+    universal_learner_backbone_type: str = "xlm-r"
+    encoder_backbone_type: str = "mistral"
+    connection_type: str = "ff"
+    num_added_tokens: int = 0
+    pooling_method: str = "mean"
+    encoder_lora_name: str | None = "encoder_lora"
+    universal_learner_lora_name: str | None = "universal_learner_lora"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config.json") -> "LusiferConfig":
+        raw = dict(raw)
+        for key in ("universal_learner_name_or_path", "encoder_name_or_path"):
+            if not raw.get(key):
+                raise CheckpointError(f"{source}: missing required key {key!r}")
+        # the official code spells it 'loar_r'; accept both
+        r = raw.pop("loar_r", None)
+        r = raw.pop("lora_r", r)
+        known = {k: raw.pop(k) for k in list(raw) if k in _FIELDS}
+        cfg = cls(**known, lora_r=int(r if r is not None else 16), extra=raw)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str) -> None:
+        if self.universal_learner_backbone_type == "mt5":
+            raise CheckpointError("universal_learner_backbone_type 'mt5' not supported yet")
+        if self.universal_learner_backbone_type not in SUPPORTED_UL:
+            raise CheckpointError(f"{source}: unknown universal_learner_backbone_type "
+                                  f"{self.universal_learner_backbone_type!r}; supported: {list(SUPPORTED_UL)}")
+        if self.encoder_backbone_type not in SUPPORTED_LLM:
+            raise CheckpointError(f"{source}: unknown encoder_backbone_type {self.encoder_backbone_type!r}; "
+                                  f"supported: {list(SUPPORTED_LLM)}")
+        if self.connection_type != "ff":
+            raise CheckpointError(f"{source}: connection_type {self.connection_type!r} not supported; supported: ['ff']")
+        if self.pooling_method != "mean":
+            raise CheckpointError(f"{source}: pooling_method {self.pooling_method!r} not supported; supported: ['mean']")
+        if self.num_added_tokens < 0:
+            raise CheckpointError(f"{source}: num_added_tokens must be >= 0, got {self.num_added_tokens}")
+        if self.lora_r <= 0:
+            raise CheckpointError(f"{source}: loar_r must be > 0, got {self.lora_r}")
+
+    @property
+    def lora_scale(self) -> float:
+        return self.lora_alpha / self.lora_r
+
+
+_FIELDS = {"universal_learner_name_or_path", "encoder_name_or_path", "universal_learner_backbone_type",
+           "encoder_backbone_type", "connection_type", "num_added_tokens", "pooling_method",
+           "encoder_lora_name", "universal_learner_lora_name", "lora_alpha"}
+
+
+@dataclass(frozen=True)
+class XLMRShape:
+    """What our universal learner needs from an XLM-R config."""
+
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_positions: int
+    type_vocab_size: int
+    pad_id: int
+    eps: float
+    act: str
+
+    @classmethod
+    def from_hf(cls, c: Any) -> "XLMRShape":
+        if getattr(c, "position_embedding_type", "absolute") not in (None, "absolute"):
+            raise CheckpointError(f"XLM-R position_embedding_type {c.position_embedding_type!r} not supported; "
+                                  "supported: ['absolute']")
+        if c.hidden_act not in ("gelu", "relu", "gelu_new"):
+            raise CheckpointError(f"XLM-R hidden_act {c.hidden_act!r} not supported; supported: gelu, gelu_new, relu")
+        return cls(c.vocab_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size,
+                   c.max_position_embeddings, c.type_vocab_size, c.pad_token_id, c.layer_norm_eps, c.hidden_act)
+
+
+@dataclass(frozen=True)
+class LLMShape:
+    """What our bidirectional decoder needs from a Mistral / Llama / Qwen2 config."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    eps: float
+    qkv_bias: bool
+    o_bias: bool
+    mlp_bias: bool
+    act: str
+    rope: dict[str, Any]
+    vocab_size: int
+    hf_config: Any = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_hf(cls, c: Any, backbone: str) -> "LLMShape":
+        rope = dict(getattr(c, "rope_parameters", None) or {})
+        if not rope:
+            rope = {"rope_type": "default", "rope_theta": getattr(c, "rope_theta", 10000.0)}
+        rope.setdefault("rope_type", rope.pop("type", "default"))
+        if rope["rope_type"] not in SUPPORTED_ROPE:
+            raise CheckpointError(f"rope type {rope['rope_type']!r} of the {backbone} config is not supported; "
+                                  f"supported: {list(SUPPORTED_ROPE)}")
+        if c.hidden_act != "silu":
+            raise CheckpointError(f"{backbone} hidden_act {c.hidden_act!r} not supported; supported: ['silu']")
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        kv = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        if backbone == "qwen2":
+            qkv_bias, o_bias, mlp_bias = True, False, False
+        elif backbone == "llama":
+            qkv_bias = o_bias = bool(getattr(c, "attention_bias", False))
+            mlp_bias = bool(getattr(c, "mlp_bias", False))
+        else:
+            qkv_bias = o_bias = mlp_bias = False
+        return cls(c.hidden_size, c.num_hidden_layers, c.num_attention_heads, kv, head_dim, c.intermediate_size,
+                   c.rms_norm_eps, qkv_bias, o_bias, mlp_bias, c.hidden_act, rope, c.vocab_size, c)
+
+
+# ---- resolving base names (configs and tokenizer only) ---------------------------------------------------
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _load_hf(loader: Any, name: str, what: str) -> Any:
+    """``loader.from_pretrained(name)``: local dir, then the HF cache only, then the hub (unless offline)."""
+    if Path(name).is_dir():
+        return loader.from_pretrained(name)
+    try:
+        return loader.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError) as cached_err:
+        if _offline():
+            raise CheckpointError(f"{what} {name!r} is neither a local directory nor in the Hugging Face cache, "
+                                  f"and HF_HUB_OFFLINE is set ({cached_err})") from None
+    try:
+        return loader.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot resolve {what} {name!r} (local dir, HF cache or hub): {e}") from None
+
+
+def load_backbone_configs(cfg: LusiferConfig) -> tuple[XLMRShape, LLMShape]:
+    from transformers import AutoConfig
+
+    ul = _load_hf(AutoConfig, cfg.universal_learner_name_or_path, "universal learner config")
+    llm = _load_hf(AutoConfig, cfg.encoder_name_or_path, "encoder (LLM) config")
+    return XLMRShape.from_hf(ul), LLMShape.from_hf(llm, cfg.encoder_backbone_type)
+
+
+def load_tokenizer(cfg: LusiferConfig) -> Any:
+    """The XLM-R fast tokenizer built from its ``tokenizer.json`` as-is.
+
+    transformers 5 rebuilds an XLM-R tokenizer's normalizer/pre-tokenizer on ``from_pretrained`` (it then drops
+    the lone '▁' before ``</s>`` that the official code, on transformers 4.45, produces for "\\n</s>"); building
+    from the file keeps the official pipeline. Without a tokenizer.json we fall back to AutoTokenizer.
+    """
+    from transformers import AutoTokenizer, XLMRobertaTokenizerFast
+
+    name = cfg.universal_learner_name_or_path
+    file = _tokenizer_file(name)
+    if file is not None:
+        return XLMRobertaTokenizerFast(tokenizer_file=str(file))
+    tok = _load_hf(AutoTokenizer, name, "universal learner tokenizer")
+    if not getattr(tok, "is_fast", False):
+        raise CheckpointError(f"the tokenizer of {name!r} is not a fast tokenizer "
+                              "(the official code uses the XLM-R fast tokenizer)")
+    return tok
+
+
+def _tokenizer_file(name: str) -> Path | None:
+    if Path(name).is_dir():
+        f = Path(name) / "tokenizer.json"
+        return f if f.is_file() else None
+    from huggingface_hub import hf_hub_download
+
+    for local in (True, False):
+        if not local and _offline():
+            break
+        try:
+            return Path(hf_hub_download(name, "tokenizer.json", local_files_only=local))
+        except Exception:  # not cached / not on the hub: try the next source, then AutoTokenizer
+            continue
+    return None
+
+
+def read_config(model_dir: Path) -> LusiferConfig:
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"no config.json in {str(model_dir)!r} (expected the official LUSIFER layout: "
+                              "config.json + model.safetensors)")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: invalid JSON ({e})") from None
+    return LusiferConfig.from_dict(raw, str(path))
