@@ -141,7 +141,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- entry point -------------------------------------------------------------------------------------
 #: modules whose commands join this CLI (imported lazily so that `lusifer-rag models` stays light)
-COMMAND_MODULES = ("ingest.cli", "rag.cli", "app.cli")
+COMMAND_MODULES = ("ingest.cli", "rag.cli", "rag.eval.cli", "app.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
