@@ -93,6 +93,20 @@ class Retriever:
         self.sparse_weight, self.rrf_k, self.fetch_k = sparse_weight, rrf_k, fetch_k
         self.sparse = BM25SparseEncoder(embedder.tokenizer)
         self.means = LanguageMeans(store, collection)
+        self._query_cache: dict[str, np.ndarray] = {}  # repeated queries (UI, sweeps) skip the model
+        self._cache_lock = threading.Lock()
+
+    def embed_query(self, query: str) -> np.ndarray:
+        with self._cache_lock:
+            hit = self._query_cache.get(query)
+        if hit is not None:
+            return hit
+        vec = self.embedder.embed_queries([query], instruction=self.instruction)[0]  # (dim,)
+        with self._cache_lock:
+            if len(self._query_cache) >= 1024:
+                self._query_cache.pop(next(iter(self._query_cache)))
+            self._query_cache[query] = vec
+        return vec
 
     def _debias_on(self, debias: str | None) -> bool:
         choice = debias or self.debias
@@ -114,7 +128,7 @@ class Retriever:
         if mode not in MODES:
             raise ConfigError(f"search mode {mode!r} is not valid; allowed: {MODES}")
         flt = filters.to_store() if filters else None
-        q = self.embedder.embed_queries([query], instruction=self.instruction)[0]  # (dim,)
+        q = self.embed_query(query)  # (dim,)
         centred = self._debias_on(debias) and mode != "sparse"
         want_vectors = centred or mmr
         pool = max(self.fetch_k, 4 * k) if (centred or mmr or mode == "hybrid") else k
@@ -188,7 +202,7 @@ def mmr_select(q: np.ndarray, ranked: list, k: int, lam: float) -> list:
     if not cands:
         return ranked
     vecs = np.stack([h.vector for h, _ in cands])  # (n, dim), unit norm
-    rel = vecs @ q  # (n,)
+    rel = np.array([s for _, s in cands], dtype=np.float32)  # (n,) the ranking's own scores (debiased, fused)
     sim = vecs @ vecs.T  # (n, n)
     chosen: list[int] = []
     left = list(range(len(cands)))

@@ -190,9 +190,6 @@ def test_cli_eval_errors(tmp_path, monkeypatch, capsys):
     _register_bow(monkeypatch)
     bench = tmp_path / "b"
     build_test_benchmark(bench, languages=["en", "sw"])
-    # pipeline mode is not wired yet: a clear usage error
-    assert main(["eval", str(bench), "--embedder", "bow-test"]) == 2
-    assert "use --raw" in capsys.readouterr().err
     assert main(["eval", str(bench), "--raw", "--embedder", "bow-test", "--k", "0,5"]) == 2
     assert main(["eval", str(bench), "--raw", "--embedder", "bow-test", "--matrix-metric", "recall@3"]) == 2
     assert main(["eval", str(tmp_path / "none"), "--raw", "--embedder", "bow-test"]) == 2
@@ -205,16 +202,6 @@ def test_evaluate_raw_rejects_empty():
 
 
 # ---- the real multilingual-e5-small ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def e5():
-    from embedder import load_embedder
-
-    try:
-        return load_embedder("e5-small", device="cpu")
-    except (LusiferRagError, ImportError, OSError) as e:
-        pytest.skip(f"e5-small is not loadable here: {type(e).__name__}: {e}")
-
-
 @pytest.mark.slow
 def test_e5_small_udhr_end_to_end(e5, tmp_path):
     ds = build_test_benchmark(languages=["en", "sw", "zh"], variant="crosslingual")
@@ -233,3 +220,20 @@ def test_e5_small_udhr_end_to_end(e5, tmp_path):
     md = markdown_report([res])
     assert "| en | — |" in md  # empty diagonal cell
     assert plot_heatmap(tmp_path / "e5.png", [res]).stat().st_size > 1000
+
+
+def test_pipeline_mode_keeps_raw_quality(tmp_path, e5):
+    """The full pipeline (files, language id, chunking, store, retriever) keeps >= 0.99x the raw recall@10."""
+    from lusifer_rag.settings import Settings
+    from rag.eval.runner import pipeline_search_fn
+
+    ds = build_test_benchmark(tmp_path / "b", languages=["en", "sw", "zh", "hi"], variant="crosslingual")
+    raw = evaluate_raw(e5, ds, k_values=(1, 10))
+    settings = Settings.from_env(env={}, cache_dir=tmp_path / "cache", debias="off", search_mode="dense")
+    settings.cache_dir = Settings.from_env().cache_dir  # reuse the converted model
+    from lusifer_rag import runtime
+
+    runtime._embedders[("e5-small", None, None)] = e5
+    piped = evaluate_pipeline(pipeline_search_fn("e5-small", ds, settings), ds, k_values=(1, 10), name="e5-pipeline")
+    assert piped.overall["recall@10"] >= 0.99 * raw.overall["recall@10"], (piped.overall, raw.overall)
+    assert piped.overall["ndcg@10"] >= 0.99 * raw.overall["ndcg@10"]

@@ -18,6 +18,7 @@ import gc
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -199,13 +200,46 @@ def evaluate_pipeline(search_fn: SearchFn, dataset: BeirDataset, k_values: Seque
 
 
 def pipeline_search_fn(embedder_spec: str, dataset: BeirDataset, settings: Any) -> SearchFn:
-    """``search_fn`` that ingests ``dataset``'s corpus with the real pipeline and searches it (to be wired)."""
-    try:
-        import ingest.pipeline  # noqa: F401
-        import rag.retrieval  # noqa: F401
-    except ImportError as e:
-        raise ConfigError(f"pipeline mode needs the ingest pipeline and retrieval ({e}); use --raw") from None
-    raise ConfigError("pipeline mode needs the ingest pipeline; it is not wired into evaluation yet: use --raw")
+    """``search_fn`` over the real pipeline: the corpus is written as files, ingested (loading, language id,
+    chunking, embedding, store) into a temporary embedded collection, and searched with the product's retriever
+    (``settings.search_mode``, ``settings.debias``). Ranked documents are the best chunk per document."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from ingest.chunking import ChunkingParams
+    from ingest.pipeline import Ingestor
+    from lusifer_rag.runtime import get_embedder
+    from lusifer_rag.store import open_store
+    from rag.retrieval import Retriever
+
+    tmp = Path(tempfile.mkdtemp(prefix="lusifer-eval-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    docs_dir = tmp / "corpus"
+    docs_dir.mkdir()
+    source_to_doc: dict[str, str] = {}
+    for i, doc in enumerate(dataset.corpus):
+        path = docs_dir / f"{i:07d}.txt"
+        path.write_text(doc.full_text, encoding="utf-8")
+        source_to_doc[str(path.resolve())] = doc.id
+    emb = get_embedder(settings, embedder_spec)
+    store = open_store(str(tmp / "store"))
+    atexit.register(store.close)
+    ingestor = Ingestor(store, "eval", emb, ChunkingParams(max_tokens=min(emb.max_tokens, 512)),
+                        embed_batch_chunks=settings.ingest_batch_chunks, progress_mode="off")
+    report = ingestor.ingest([docs_dir])
+    failed = report.by_status("failed")
+    if failed:
+        raise ConfigError(f"{len(failed)} corpus documents could not be ingested, e.g. {failed[0].message}")
+    retriever = Retriever(store, "eval", emb, mode=settings.search_mode, debias=settings.debias)
+    n_chunks = store.count("eval")
+
+    def search(text: str, k: int) -> list[tuple[str, float]]:
+        # several chunks can come from one document: ask for more chunks than documents needed
+        hits = retriever.search(text, k=min(max(4 * k, k + 20), n_chunks))
+        return [(source_to_doc[h.source], h.score) for h in hits]
+
+    return search
 
 
 # ---- several embedders ------------------------------------------------------------------------------
