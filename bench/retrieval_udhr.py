@@ -1,13 +1,15 @@
-"""Cross-lingual retrieval on UDHR: dense vs hybrid (sparse weights) and the language-bias correction.
+"""Retrieval quality on UDHR: dense vs hybrid, with and without the language-bias correction (centring).
 
-Corpus: the 30 UDHR articles in every language given (tests/data/udhr), one point per article, in one embedded
-collection ("mixed": all languages at once). Query: article a in language X; relevant: article a in every other
-language; the query's own article (same language) is excluded from its results, so what remains in the query's
-language is never relevant and the own-language share of the top 10 measures same-language bias.
+1. Mixed collection: the 30 UDHR articles in every language given (tests/data/udhr), one point per article, all
+   in one collection. Query: article a in language X; relevant: article a in every other language; the query's
+   own article is excluded from its results, so what remains in its language is never relevant and the
+   own-language share of the top 10 measures same-language bias.
+2. Single-language collection (English only), queries in the other languages: what centring does where there is
+   no mixing (the 'auto' setting keeps it off there).
+3. Same-language queries: the last third of article a in X against the X articles (language filter): what the
+   sparse leg of hybrid search adds where lexical matching can work.
 
     .venv/bin/python bench/retrieval_udhr.py [--langs en,sw,...] [--embedder e5-small]
-
-Prints per-language recall@10 and own-language share for each configuration, and the means.
 """
 
 from __future__ import annotations
@@ -71,37 +73,77 @@ def run(retriever: Retriever, langs: list[str], k: int = 10, **search) -> dict[s
     return out
 
 
+def table(title: str, langs: list[str], results: dict[str, dict[str, tuple[float, float]]], second: str) -> None:
+    print(f"\n## {title}\n" + f"{'lang':<6}" + "".join(f"{n:>26}" for n in results))
+    for lang in langs:
+        print(f"{lang:<6}" + "".join(f"{results[n][lang][0]:>18.3f} / {results[n][lang][1]:.2f}" for n in results))
+    print(f"{'mean':<6}" + "".join(
+        f"{np.mean([v[0] for v in results[n].values()]):>18.3f} / {np.mean([v[1] for v in results[n].values()]):.2f}"
+        for n in results) + f"   (first: recall@10; second: {second})")
+
+
+def single_language(retriever: Retriever, langs: list[str], **search) -> dict[str, tuple[float, float]]:
+    """English-only collection; query = article a in X; relevant = English article a. -> (recall@10, P@1)."""
+    out = {}
+    for lang in langs:
+        r10, p1 = [], []
+        for a, text in enumerate(articles(lang), 1):
+            hits = retriever.search(text, k=10, query_language=lang, **search)
+            r10.append(any(h.doc_id == f"en-{a}" for h in hits))
+            p1.append(bool(hits) and hits[0].doc_id == f"en-{a}")
+        out[lang] = (float(np.mean(r10)), float(np.mean(p1)))
+    return out
+
+
+def same_language(retriever: Retriever, langs: list[str], **search) -> dict[str, tuple[float, float]]:
+    """Query = last third of article a in X, documents = X articles. -> (recall@10, P@1)."""
+    from rag.retrieval import SearchFilters
+
+    out = {}
+    for lang in langs:
+        r10, p1 = [], []
+        for a, text in enumerate(articles(lang), 1):
+            q = text[len(text) * 2 // 3:]
+            hits = retriever.search(q, k=10, query_language=lang, filters=SearchFilters(languages=[lang]), **search)
+            r10.append(any(h.doc_id == f"{lang}-{a}" for h in hits))
+            p1.append(bool(hits) and hits[0].doc_id == f"{lang}-{a}")
+        out[lang] = (float(np.mean(r10)), float(np.mean(p1)))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--embedder", default="e5-small")
     ap.add_argument("--langs", default=",".join(NINE), help=f"comma-separated; 'all' = {','.join(ALL)}")
-    ap.add_argument("--weights", default="0.1,0.25,0.5,1.0", help="sparse weights to try in hybrid mode")
     args = ap.parse_args()
     langs = ALL if args.langs == "all" else args.langs.split(",")
     emb = load_embedder(args.embedder)
+    cache: dict = {}
+
+    def retriever(store, name, **kw):
+        r = Retriever(store, name, emb, **kw)
+        r._query_cache = cache  # every configuration reuses the query vectors
+        return r
+
     with tempfile.TemporaryDirectory() as tmp, open_store(str(Path(tmp) / "store")) as store:
         t0 = time.time()
-        build(store, "udhr", emb, langs)
-        print(f"# {len(langs)} languages x 30 articles embedded with {emb.spec} in {time.time() - t0:.0f}s")
-        configs = {"dense": dict(mode="dense", debias="off"), "dense+debias": dict(mode="dense", debias="on")}
-        for w in map(float, args.weights.split(",")):
-            configs[f"hybrid w={w}"] = dict(mode="hybrid", debias="off", sparse_weight=w)
-            configs[f"hybrid w={w}+debias"] = dict(mode="hybrid", debias="on", sparse_weight=w)
-        results = {}
-        for name, cfg in configs.items():
-            w = cfg.pop("sparse_weight", 0.25)
-            r = Retriever(store, "udhr", emb, sparse_weight=w)
-            r._query_cache = getattr(main, "_cache", {})
-            results[name] = run(r, langs, **cfg)
-            main._cache = r._query_cache
-        header = f"{'lang':<6}" + "".join(f"{n:>22}" for n in results)
-        print("\nrecall@10 / own-language share of top 10 (corpus share "
-              f"{1 / len(langs):.2f})\n" + header)
-        for lang in langs:
-            print(f"{lang:<6}" + "".join(f"{results[n][lang][0]:>14.3f} / {results[n][lang][1]:.2f}" for n in results))
-        print(f"{'mean':<6}" + "".join(
-            f"{np.mean([v[0] for v in results[n].values()]):>14.3f} / {np.mean([v[1] for v in results[n].values()]):.2f}"
-            for n in results))
+        build(store, "mixed", emb, langs)
+        build(store, "en", emb, ["en"])
+        print(f"# {emb.spec}: {len(langs)} languages x 30 UDHR articles (mixed) + English-only collection, "
+              f"embedded in {time.time() - t0:.0f}s")
+        configs = {"dense": dict(mode="dense", debias="off"), "dense+centring": dict(mode="dense", debias="on"),
+                   "hybrid": dict(mode="hybrid", debias="off"), "hybrid+centring": dict(mode="hybrid", debias="on")}
+        mixed = {n: run(retriever(store, "mixed"), langs, **c) for n, c in configs.items()}
+        table(f"Mixed {len(langs)}-language collection (corpus share of each language {1 / len(langs):.2f})", langs,
+              mixed, "own-language share of the top 10")
+        others = [x for x in langs if x != "en"]
+        single = {n: single_language(retriever(store, "en"), others, mode="dense", debias=d)
+                  for n, d in (("dense (auto = off)", "off"), ("dense+centring forced", "on"))}
+        table("English-only collection, queries in other languages", others, single, "P@1")
+        same = {n: same_language(retriever(store, "mixed"), langs, mode=m, debias=d)
+                for n, (m, d) in (("dense", ("dense", "off")), ("hybrid", ("hybrid", "off")),
+                                  ("dense+centring", ("dense", "on")), ("hybrid+centring", ("hybrid", "on")))}
+        table("Same-language queries (last third of the article), language filter", langs, same, "P@1")
 
 
 if __name__ == "__main__":

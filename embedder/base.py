@@ -36,10 +36,14 @@ class Embedder(ABC):
     pad_to_multiple_of: int = 1
     #: True when ``embed_batch`` runs unpadded (packed) kernels: the token budget then ignores padding
     packs_sequences: bool = False
-    max_batch_tokens: int = 16384
+    #: token budget of a batch; None: 16384 on CUDA (fill the GPU), 2048 on CPU (narrow length ranges per batch
+    #: pad less, and CPU kernels gain nothing from bigger batches; measured in bench/embed.py)
+    max_batch_tokens: int | None = None
     max_batch_size: int = 256
     #: one entry per model replica (one per GPU); ``embed_batch`` receives one of them
     replicas: Sequence[Any] = (None,)
+    #: the devices the replicas live on
+    devices: Sequence[torch.device] = ()
 
     # ---- what a backend implements -------------------------------------------------------------
     @abstractmethod
@@ -59,6 +63,11 @@ class Embedder(ABC):
             return_attention_mask=False, return_token_type_ids=False, verbose=False,
         )
         return enc["input_ids"]
+
+    def batch_token_budget(self) -> int:
+        if self.max_batch_tokens:
+            return int(self.max_batch_tokens)
+        return 16384 if any(torch.device(d).type == "cuda" for d in self.devices) else 2048
 
     # ---- conveniences, built once ----------------------------------------------------------------
     def embed_queries(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
@@ -87,7 +96,7 @@ class Embedder(ABC):
             return np.zeros((0, self.dim), dtype=np.float32)
         tokens = TokenizedTexts.from_lists(self.tokenize(self.format_texts(texts, role, instruction)))
         batches = plan_batches(
-            tokens.lengths, self.max_batch_tokens, self.max_batch_size,
+            tokens.lengths, self.batch_token_budget(), self.max_batch_size,
             pad_to_multiple_of=self.pad_to_multiple_of, count_padding=not self.packs_sequences,
         )
         out = np.empty((len(texts), self.dim), dtype=np.float32)

@@ -35,7 +35,7 @@ class Settings:
     embedder: str = setting("e5-small", "Embedder spec: 'e5-small', 'hf:<dir or hub id>' or 'lusifer:<dir or hub id>'.")
     device: str | None = setting(None, "Torch device ('cpu', 'cuda', 'cuda:1', 'cuda:0,1' for replicas); unset: every GPU if any, else CPU.")
     dtype: str | None = setting(None, "Model dtype ('float32', 'bfloat16', 'float16'); unset: bfloat16 on CUDA, float32 on CPU.")
-    max_batch_tokens: int = setting(16384, "Token budget of one embedding batch, padding included.")
+    max_batch_tokens: int | None = setting(None, "Token budget of one embedding batch, padding included; unset: 16384 on CUDA, 2048 on CPU.")
     max_batch_size: int = setting(256, "Most texts in one embedding batch.")
     cache_dir: Path = setting(doc="Where converted models are cached.", factory=_default_cache_dir)
     data_dir: Path = setting(doc="Where the embedded store lives by default.", factory=_default_data_dir)
@@ -52,6 +52,10 @@ class Settings:
     llm_api_key: str | None = setting(None, "API key for the LLM server (else OPENAI_API_KEY).")
     llm_timeout: float = setting(60.0, "Seconds to wait for the LLM server before failing.")
     llm_max_tokens: int = setting(512, "Most tokens an answer may have.")
+    auth_user: str | None = setting(None, "Web app basic-auth user (set with auth_password; both or neither).")
+    auth_password: str | None = setting(None, "Web app basic-auth password.")
+    max_upload_mb: int = setting(50, "Largest file the web app accepts for upload, in MB.")
+    search_concurrency: int = setting(4, "Searches and answers the web app runs at once (ingestion runs one at a time).")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -81,7 +81,7 @@ class Retriever:
     """Searches one collection with the embedder that built it."""
 
     def __init__(self, store, collection: str, embedder, *, instruction: str | None = None, mode: str = "dense",
-                 debias: str = "auto", sparse_weight: float = 0.25, rrf_k: int = 60, fetch_k: int = 100):
+                 debias: str = "auto", sparse_weight: float = 1.0, rrf_k: int = 60, fetch_k: int = 100):
         from embedder.sparse import BM25SparseEncoder
 
         if mode not in MODES:
@@ -134,6 +134,7 @@ class Retriever:
         pool = max(self.fetch_k, 4 * k) if (centred or mmr or mode == "hybrid") else k
 
         dense_hits = []
+        qv = q
         if mode in ("dense", "hybrid"):
             qv = self._centre_query(q, query, query_language) if centred else q
             dense_hits = self.store.query(self.collection, dense=qv, filter=flt, k=pool, with_vectors=want_vectors)
@@ -142,12 +143,16 @@ class Retriever:
         if mode == "dense":
             ranked = [(h, h.score) for h in dense_hits]
         else:
-            sv = self.sparse.encode_queries([query])[0]
             from lusifer_rag.store import SparseVector
 
+            sv = self.sparse.encode_queries([query])[0]
             sparse_hits = self.store.query(self.collection, sparse=SparseVector(sv.indices, sv.values), filter=flt,
-                                           k=pool, mode="sparse", with_vectors=want_vectors)
-            ranked = sparse_hits_ranked(sparse_hits) if mode == "sparse" else self._fuse(dense_hits, sparse_hits)
+                                           k=pool, mode="sparse", with_vectors=True)
+            if mode == "sparse":
+                ranked = [(h, h.score) for h in sparse_hits]
+            else:
+                lang = query_language or self._query_language(query)
+                ranked = self._fuse(dense_hits, sparse_hits, lang, qv, centred)
         if score_threshold is not None:
             ranked = [(h, s) for h, s in ranked if s >= score_threshold]
         if mmr:
@@ -155,11 +160,14 @@ class Retriever:
         return [RetrievedChunk.from_payload(h.id, s, h.payload) for h, s in ranked[:k]]
 
     # ---- pieces ----------------------------------------------------------------------------------
-    def _centre_query(self, q: np.ndarray, text: str, lang: str | None) -> np.ndarray:
-        if lang is None:
-            from ingest.langid import detect_language
+    @staticmethod
+    def _query_language(text: str) -> str:
+        from rag.language import detect_query_language
 
-            lang = detect_language(text)[0]
+        return detect_query_language(text)
+
+    def _centre_query(self, q: np.ndarray, text: str, lang: str | None) -> np.ndarray:
+        lang = lang or self._query_language(text)
         mu = self.means.means.get(lang)
         if mu is None:  # the query's language is not in the collection: nothing of its own to favour
             return q
@@ -179,21 +187,41 @@ class Retriever:
             h.score = float(s)
         return sorted(hits, key=lambda h: -h.score)
 
-    def _fuse(self, dense_hits, sparse_hits) -> list:
-        """Weighted reciprocal-rank fusion; the reported score stays the dense cosine where there is one."""
+    def _fuse(self, dense_hits, sparse_hits, query_lang: str, qv: np.ndarray, centred: bool) -> list:
+        """Language-slot-preserving fusion: lexical evidence only means something within the query's language,
+        so the sparse leg re-orders the query-language documents among the ranks they already hold in the dense
+        ranking (weighted reciprocal-rank fusion of their dense and sparse ranks; sparse-only matches may take
+        such a rank). Documents in other languages keep their dense ranks, so cross-lingual results are never worse
+        than dense alone, and the fusion cannot add same-language bias. Reported scores stay dense cosines."""
+        def lang_of(h) -> str:
+            return h.payload.get("metadata", {}).get("language", "und")
+
+        dense_ids = {h.id for h in dense_hits}
+        own_dense = [h for h in dense_hits if lang_of(h) == query_lang]
+        own_sparse = [h for h in sparse_hits if lang_of(h) == query_lang]
         fused: dict[str, float] = {}
         by_id = {}
-        for weight, hits in ((1.0, dense_hits), (self.sparse_weight, sparse_hits)):
+        for weight, hits in ((1.0, own_dense), (self.sparse_weight, own_sparse)):
             for rank, h in enumerate(hits):
                 fused[h.id] = fused.get(h.id, 0.0) + weight / (self.rrf_k + rank + 1)
                 by_id.setdefault(h.id, h)
-        dense_score = {h.id: h.score for h in dense_hits}
-        order = sorted(fused, key=lambda i: -fused[i])
-        return [(by_id[i], dense_score.get(i, fused[i])) for i in order]
-
-
-def sparse_hits_ranked(hits) -> list:
-    return [(h, h.score) for h in hits]
+        own_order = iter(sorted(fused, key=lambda i: -fused[i]))
+        extra = [by_id[i] for i in fused if i not in dense_ids]
+        if extra:  # sparse-only matches: their dense score, for thresholds and display
+            vecs = np.stack([h.vector for h in extra])  # (m, dim)
+            if centred:
+                mu = self.means.means.get(query_lang, np.zeros_like(qv))
+                vecs = vecs - mu
+                vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            for h, sc in zip(extra, vecs @ qv):
+                h.score = float(sc)
+        out = []
+        for h in dense_hits:
+            if lang_of(h) == query_lang:
+                h = by_id[next(own_order)]
+            out.append((h, h.score))
+        out += [(by_id[i], by_id[i].score) for i in own_order]  # own-language leftovers after every slot
+        return out
 
 
 def mmr_select(q: np.ndarray, ranked: list, k: int, lam: float) -> list:

@@ -15,12 +15,18 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first and pinned: a bare 'torch' requirement would pull a multi-GB CUDA build on a CPU machine
 .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 .venv/bin/python -m pip install -q -e ".[${extras}]"
-if (( dev )) && [[ ! -x /usr/bin/chromium ]]; then
-  # the end-to-end UI test drives Debian's chromium with Playwright (no browser download)
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "setup: could not install chromium; the browser test will be skipped" >&2
-  else
-    echo "setup: /usr/bin/chromium missing (apt-get install chromium as root); the browser test will be skipped" >&2
+# Debian packages the tests use: chromium (the UI test drives it with Playwright, no browser download) and a
+# compose CLI (the tests validate docker-compose.yml with `docker compose config`; no engine needed)
+if (( dev )); then
+  pkgs=()
+  [[ -x /usr/bin/chromium ]] || pkgs+=(chromium)
+  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || pkgs+=(docker-compose)
+  if (( ${#pkgs[@]} )); then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null) \
+        || echo "setup: could not install ${pkgs[*]}; the tests that need them will be skipped" >&2
+    else
+      echo "setup: missing ${pkgs[*]} (apt-get install them as root); the tests that need them will be skipped" >&2
+    fi
   fi
 fi

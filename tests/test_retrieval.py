@@ -174,3 +174,16 @@ def test_cli_search_and_ask_json(tmp_path, corpus, e5):
     assert all(c["source"] for c in ans["citations"])
     missing = run("search", "x", "--collection", "nope")
     assert missing.returncode == 2 and "no collection 'nope'" in missing.stderr
+
+
+def test_hybrid_keeps_other_language_ranks_exactly(collection, e5, udhr):
+    """The sparse leg only re-orders the query-language documents within the ranks they hold in the dense ranking."""
+    for debias in ("off", "on"):
+        r = Retriever(collection, "udhr", e5, debias=debias)
+        for lang, a in (("en", 3), ("sw", 7), ("ja", 1)):
+            q = udhr(lang)[a - 1]
+            dense = r.search(q, k=20, mode="dense", query_language=lang)
+            hybrid = r.search(q, k=20, mode="hybrid", query_language=lang)
+            assert [(i, h.id) for i, h in enumerate(dense) if h.language != lang] == \
+                   [(i, h.id) for i, h in enumerate(hybrid) if h.language != lang]
+            assert [h.language == lang for h in dense] == [h.language == lang for h in hybrid]

@@ -97,6 +97,7 @@ class LusiferEmbedder(Embedder):
         self.attention = attention
         self.packs_sequences = attention == "packed"
         self.replicas = []
+        self.devices = devices
         for dev in devices:
             model = load_model(model_dir, cfg, ul, llm, self.dtype, dev)
             model.packed_kernel = packed_kernel

@@ -1,0 +1,323 @@
+"""What the web app does, as plain Python (no Gradio): search, ask, ingest, list/delete documents, describe.
+
+One ``RagService`` per process holds the one store handle and the one embedder; it is shared by every request
+thread (the store and the embedder are thread-safe). Ingestion is serialised by a lock; searches never wait
+for it (the UI puts them in a separate concurrency group too).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from lusifer_rag.errors import ConfigError, RagError, StoreError
+from lusifer_rag.settings import Settings
+
+SAMPLE_CORPUS = Path(__file__).resolve().parent / "sample_corpus" / "documents"
+DEFAULT_MAX_UPLOAD_MB = 50
+# highlighting embeds sentences: bounded per search so it stays a fraction of the search's cost
+MAX_HIGHLIGHT_SENTENCES = 48  # per passage
+MAX_HIGHLIGHT_HITS = 5  # hits below it show their text without a highlight
+SENTENCE_CACHE_SIZE = 4096  # passages whose sentence vectors are kept
+
+
+@dataclass
+class SearchHit:
+    """A retrieved chunk plus the character span of its sentence closest to the query."""
+
+    rank: int
+    chunk: object  # rag.types.RetrievedChunk
+    highlight: tuple[int, int] | None = None
+
+    def to_json(self) -> dict:
+        c = self.chunk
+        return {"rank": self.rank, "score": round(float(c.score), 6), "source": c.source, "title": c.title,
+                "page": c.page, "page_end": c.page_end, "language": c.language, "chunk_id": c.id,
+                "doc_id": c.doc_id, "text": c.text, "highlight": list(self.highlight) if self.highlight else None}
+
+
+@dataclass
+class AppOptions:
+    """Knobs of the web app that are not embedder/store settings."""
+
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
+    search_concurrency: int = 4
+    ingest_workers: int | None = None  # parser processes; None: Ingestor's default
+    auth: tuple[str, str] | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "AppOptions":
+        """From the settings object (``LUSIFER_RAG_AUTH_USER``, ``..._MAX_UPLOAD_MB``, ``..._SEARCH_CONCURRENCY``)."""
+        return cls.from_settings(Settings.from_env(env))
+
+    @classmethod
+    def from_settings(cls, s: "Settings") -> "AppOptions":
+        if bool(s.auth_user) != bool(s.auth_password):
+            raise ConfigError("basic auth needs both LUSIFER_RAG_AUTH_USER and LUSIFER_RAG_AUTH_PASSWORD; "
+                              f"got only {'the user' if s.auth_user else 'the password'}")
+        for name in ("max_upload_mb", "search_concurrency"):
+            if getattr(s, name) <= 0:
+                raise ConfigError(f"LUSIFER_RAG_{name.upper()}={getattr(s, name)!r} is not valid; give a positive integer")
+        return cls(max_upload_mb=s.max_upload_mb, search_concurrency=s.search_concurrency,
+                   auth=(s.auth_user, s.auth_password) if s.auth_user else None)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+@dataclass
+class IngestProgress:
+    done: int
+    total: int
+    result: object  # ingest.pipeline.FileResult
+
+
+class RagService:
+    """The app's operations on one collection of one store."""
+
+    def __init__(self, settings: Settings, store, *, embedder_spec: str | None = None, embedder=None,
+                 options: AppOptions | None = None):
+        """``embedder_spec``: the embedder to use (default: the one the collection records, else settings);
+        ``embedder``: an already built one (tests, embedding servers) instead of building it."""
+        from lusifer_rag.runtime import get_embedder
+
+        self.settings, self.store, self.collection = settings, store, settings.collection
+        self.options = options or AppOptions()
+        self._lock = threading.Lock()  # guards lazily built members
+        self._ingest_lock = threading.Lock()
+        self._retriever = None
+        self._answerer = None
+        self._ingestor = None
+        self._sentence_cache: dict[str, tuple[list[tuple[int, int]], np.ndarray | None]] = {}
+        recorded = self._meta().get("embedder")
+        self.embedder = embedder or get_embedder(settings, embedder_spec or recorded or settings.embedder)
+
+    # ---- checks ----------------------------------------------------------------------------------
+    def _meta(self) -> dict:
+        if self.collection not in self.store.list_collections():
+            return {}
+        return dict(self.store.open_collection(self.collection).meta or {})
+
+    def exists(self) -> bool:
+        return self.collection in self.store.list_collections()
+
+    def check(self) -> None:
+        """Raise StoreError (naming both embedders) if the collection was written by another embedder."""
+        if self.exists():
+            self.store.open_collection(self.collection, expect={
+                "embedder": self.embedder.spec, "embedder_fingerprint": self.embedder.fingerprint,
+                "dim": self.embedder.dim})
+
+    def problem(self) -> str | None:
+        """The reason the collection cannot be used with this app's embedder, or None."""
+        try:
+            self.check()
+        except StoreError as e:
+            return str(e)
+        return None
+
+    # ---- search ----------------------------------------------------------------------------------
+    def retriever(self):
+        from rag.retrieval import Retriever
+
+        with self._lock:
+            if self._retriever is None:
+                self._retriever = Retriever(self.store, self.collection, self.embedder,
+                                            mode=self.settings.search_mode, debias=self.settings.debias)
+            return self._retriever
+
+    def search(self, query: str, k: int = 10, languages: Sequence[str] | None = None,
+               sources: Sequence[str] | None = None, mode: str | None = None,
+               highlight: bool = True) -> list[SearchHit]:
+        from rag.retrieval import SearchFilters
+
+        if not isinstance(query, str) or not query.strip():
+            raise RagError("type something to search for (the query is empty)")
+        self.check()
+        if not self.exists():
+            return []
+        chunks = self.retriever().search(query.strip(), k=int(k), mode=mode or None,
+                                         filters=SearchFilters(languages=list(languages or []) or None,
+                                                               sources=list(sources or []) or None))
+        spans = self.highlight(query, [c.text for c in chunks]) if highlight else [None] * len(chunks)
+        return [SearchHit(i + 1, c, s) for i, (c, s) in enumerate(zip(chunks, spans))]
+
+    def highlight(self, query: str, texts: list[str]) -> list[tuple[int, int] | None]:
+        """For each text, the (start, end) of its sentence closest to the query (embedding similarity, so it
+        works across languages). Sentence vectors are cached per text (a collection's passages come back
+        search after search); the uncached ones are embedded in one call."""
+        from ingest.chunking import sentence_spans
+
+        out: list[tuple[int, int] | None] = [None] * len(texts)
+        todo: dict[str, list[tuple[int, int]]] = {}  # text -> its sentence spans, for texts not cached
+        for i, t in enumerate(texts[:MAX_HIGHLIGHT_HITS]):
+            if t not in self._sentence_cache and t not in todo:
+                todo[t] = sentence_spans(t)[:MAX_HIGHLIGHT_SENTENCES]
+        if todo:
+            pieces = [(t, span) for t, spans in todo.items() if len(spans) > 1 for span in spans]
+            vecs = self.embedder.embed_documents([t[a:b] for t, (a, b) in pieces]) if pieces else None  # (n, dim)
+            with self._lock:
+                for t, spans in todo.items():
+                    rows = [j for j, (owner, _) in enumerate(pieces) if owner is t]
+                    self._sentence_cache[t] = (spans, vecs[rows] if rows else None)
+                while len(self._sentence_cache) > SENTENCE_CACHE_SIZE:
+                    self._sentence_cache.pop(next(iter(self._sentence_cache)))
+        q = None
+        for i, t in enumerate(texts[:MAX_HIGHLIGHT_HITS]):
+            spans, vecs = self._sentence_cache.get(t, ([], None))
+            if len(spans) == 1:
+                out[i] = spans[0]
+            elif vecs is not None:
+                if q is None:
+                    q = self.retriever().embed_query(query.strip())  # (dim,), cached by the search that just ran
+                out[i] = spans[int(np.argmax(vecs @ q))]  # (n_sentences,) scores
+        return out
+
+    # ---- ask -------------------------------------------------------------------------------------
+    def answerer(self):
+        with self._lock:
+            if self._answerer is None:
+                from rag.cli import make_answerer
+
+                self._answerer = make_answerer(self.settings, self.embedder)
+            return self._answerer
+
+    def llm_backend(self) -> str:
+        return self.settings.llm_backend or ("openai" if self.settings.llm_base_url else "extractive")
+
+    def ask_stream(self, question: str, answer_language: str | None = None,
+                   languages: Sequence[str] | None = None, k: int | None = None) -> Iterator[object]:
+        """Text deltas (str), then the final ``rag.types.Answer``."""
+        from rag.retrieval import SearchFilters
+
+        if not isinstance(question, str) or not question.strip():
+            raise RagError("ask a question (it is empty)")
+        self.check()
+        contexts = []
+        if self.exists():
+            contexts = self.retriever().search(question.strip(), k=int(k or self.settings.top_k),
+                                               filters=SearchFilters(languages=list(languages or []) or None))
+        lang = None if answer_language in (None, "", "auto") else answer_language
+        yield from self.answerer().stream(question.strip(), contexts, answer_language=lang)
+
+    def ask(self, question: str, answer_language: str | None = None, languages: Sequence[str] | None = None,
+            k: int | None = None):
+        answer = None
+        for part in self.ask_stream(question, answer_language, languages, k):
+            if not isinstance(part, str):
+                answer = part
+        if answer is None:
+            raise RagError("the answer backend ended without an answer")
+        return answer
+
+    # ---- documents -------------------------------------------------------------------------------
+    def ingestor(self):
+        """The collection's ingest pipeline (creates the collection on first use)."""
+        from ingest.pipeline import Ingestor
+
+        with self._lock:
+            if self._ingestor is None:
+                self.check()
+                # chunking: the pipeline's default for this embedder (as `lusifer-rag ingest` uses)
+                self._ingestor = Ingestor(self.store, self.collection, self.embedder,
+                                          workers=self.options.ingest_workers,
+                                          max_bytes=self.options.max_upload_bytes, progress_mode="off")
+            return self._ingestor
+
+    def ingest(self, files: Sequence[tuple[str, str | os.PathLike]],
+               on_progress: Callable[[IngestProgress], None] | None = None):
+        """Ingest ``(source name, path)`` pairs; returns the IngestReport (per-file status and reasons)."""
+        if not files:
+            raise RagError("no files given: choose files or a folder to upload")
+        self.check()
+        ing = self.ingestor()
+        with self._ingest_lock:
+            ing.on_progress = (lambda done, total, result: on_progress(IngestProgress(done, total, result))) \
+                if on_progress else None
+            try:
+                return ing.ingest_files([(str(s), Path(p)) for s, p in files])
+            finally:
+                ing.on_progress = None
+
+    def ingest_sample(self, on_progress=None):
+        """Ingest the bundled multilingual sample corpus (idempotent: unchanged files are skipped)."""
+        files = sorted(p for p in SAMPLE_CORPUS.iterdir() if p.is_file())
+        return self.ingest([(f"sample/{p.name}", p) for p in files], on_progress)
+
+    def documents(self) -> list[dict]:
+        """One row per document: source, title, language, pages, chunks, ingested_at, doc_id (sorted by source)."""
+        if not self.exists():
+            return []
+        self.check()
+        rows = [{"source": md.get("source", ""), "title": md.get("title", ""),
+                 "language": md.get("doc_language") or md.get("language", ""), "pages": md.get("pages", 0),
+                 "chunks": md.get("chunk_count", 0), "ingested_at": md.get("ingested_at", ""), "doc_id": doc_id}
+                for doc_id, md in self.ingestor().documents().items()]
+        return sorted(rows, key=lambda r: r["source"])
+
+    def delete(self, source: str) -> int:
+        """Delete a document by its source name; returns the chunks removed."""
+        if not source:
+            raise RagError("choose a document to delete")
+        known = {d["source"] for d in self.documents()}
+        if source not in known:
+            raise RagError(f"no document {source!r} in collection {self.collection!r}; "
+                           f"there are {len(known)} documents")
+        with self._ingest_lock:
+            return self.ingestor().delete_document(source=source)
+
+    def stats(self) -> dict:
+        from ingest.cli import collection_stats
+
+        if not self.exists():
+            return {"collection": self.collection, "points": 0, "documents": 0, "languages": {},
+                    "embedder": self.embedder.spec, "fingerprint": self.embedder.fingerprint}
+        return collection_stats(self.store, self.collection)
+
+    def facets(self) -> tuple[list[str], list[str]]:
+        """(languages, sources) present in the collection, for the filters."""
+        if not self.exists():
+            return [], []
+        langs = self.store.facet(self.collection, "metadata.language")
+        sources = self.store.facet(self.collection, "metadata.source", limit=10_000)
+        return sorted(langs), sorted(sources)
+
+    # ---- description -----------------------------------------------------------------------------
+    def info(self) -> dict:
+        """What runs where, for the Settings view."""
+        from lusifer_rag.store import parse_location
+
+        location = self.settings.store_location
+        scheme, _ = parse_location(location)
+        s = self.settings
+        return {
+            "embedder": {"spec": self.embedder.spec, "kind": getattr(self.embedder, "kind", ""),
+                         "dim": self.embedder.dim, "max_tokens": self.embedder.max_tokens,
+                         "fingerprint": self.embedder.fingerprint, "device": s.device or "auto"},
+            "store": {"kind": "Qdrant server" if scheme in ("http", "https") else "embedded (Qdrant Edge)"
+                      if scheme == "" else scheme, "location": location, "collection": self.collection},
+            "llm": {"backend": self.llm_backend(), "base_url": s.llm_base_url, "model": s.llm_model},
+            "retrieval": {"mode": s.search_mode, "debias": s.debias, "top_k": s.top_k},
+            "app": {"max_upload_mb": self.options.max_upload_mb, "search_concurrency": self.options.search_concurrency,
+                    "auth": "basic auth on" if self.options.auth else "off"},
+        }
+
+
+@dataclass
+class ReportView:
+    """An IngestReport in the shape the UI and the API show."""
+
+    summary: str
+    failed: list[list[str]] = field(default_factory=list)  # [file, reason, message]
+    json: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, report) -> "ReportView":
+        failed = [[Path(r.source).name, r.reason or "error", r.message] for r in report.by_status("failed")]
+        return cls(report.summary(), failed, report.to_json())

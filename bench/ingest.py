@@ -1,0 +1,233 @@
+"""Ingest end to end: our pipeline vs the plain LangChain route, same PDFs, same embedder, one run; and the two
+store backends at N points.
+
+    .venv/bin/python bench/ingest.py [--quick] [--pdfs 24] [--embedder e5-small] [--points 100000] [--only ingest|store]
+
+Part 1 — ingest. A corpus of multilingual PDFs (UDHR in en fr es de sw yo ha vi, several pages each, fpdf2 with
+DejaVu Sans when installed, else Helvetica/latin-1) goes through
+  (a) ``ingest.pipeline.Ingestor`` into the embedded store (``lusifer_rag.store.open_store(dir)``, Qdrant Edge);
+  (b) ``PyPDFLoader`` → ``RecursiveCharacterTextSplitter`` → ``QdrantVectorStore.from_documents`` (qdrant-client
+      local mode on a path), with the same embedder object wrapped as LangChain ``Embeddings``
+      (``rag.langchain.LusiferEmbeddings``).
+The splitter's chunk size is in characters: the corpus's characters-per-token × our chunk token cap, overlap 1/8,
+so both routes embed a similar number of tokens (the table shows chunks and tokens of each). The embedder's
+``embed_documents`` is wrapped by a timer in both routes: "embed s" is the time inside it, "not embedder" the
+share of end-to-end time spent elsewhere (parsing, chunking, language id, sparse vectors, upserts, setup).
+The embedder is loaded and warmed before either route is timed.
+
+Part 2 — stores. N random 384-d unit vectors (with a small payload) upserted in batches of 1,000 through our
+store interface into (a) Qdrant Edge (embedded; HNSW built by ``optimize()``) and (b) qdrant-client local mode
+(on a path; local mode is a brute-force numpy engine with no index); then ``--queries`` random queries, k=10:
+p50/p95 latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import TimedCalls, header, set_threads, table, timed, udhr_articles  # noqa: E402
+
+LANGS = ["en", "fr", "es", "de", "sw", "yo", "ha", "vi"]
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+# ---- corpus ---------------------------------------------------------------------------------------------
+def make_pdfs(out: Path, n: int, seed: int = 0) -> list[Path]:
+    """``n`` PDFs, one language each, 20–60 UDHR articles (cycled from a random start): about 3–12 pages."""
+    import random
+
+    from fpdf import FPDF
+
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(n):
+        lang = LANGS[i % len(LANGS)]
+        arts = udhr_articles(lang)
+        start, count = rng.randrange(len(arts)), rng.randint(20, 60)
+        pdf = FPDF(format="A4")
+        pdf.set_margins(20, 20, 20)
+        if DEJAVU.is_file():
+            pdf.add_font("DejaVu", fname=str(DEJAVU))
+            font, clean = "DejaVu", (lambda s: s)
+        else:  # core font: latin-1 only (yo/vi lose some diacritics)
+            font, clean = "Helvetica", (lambda s: s.encode("latin-1", "replace").decode("latin-1"))
+        pdf.add_page()
+        pdf.set_font(font, size=11)
+        for j in range(count):
+            a = (start + j) % len(arts)
+            pdf.multi_cell(0, 6, clean(f"Article {a + 1}"), new_x="LMARGIN", new_y="NEXT")
+            for para in arts[a].split("\n"):
+                pdf.multi_cell(0, 6, clean(para), new_x="LMARGIN", new_y="NEXT")
+            pdf.ln(3)
+        path = out / f"udhr-{lang}-{i:03d}.pdf"
+        pdf.output(str(path))
+        files.append(path)
+    return files
+
+
+def chars_per_token(files: list[Path], emb: Any) -> float:
+    from pypdf import PdfReader
+
+    text = "\n".join(p.extract_text() or "" for f in files[: len(LANGS)] for p in PdfReader(str(f)).pages)
+    return len(text) / max(1, emb.count_tokens([text])[0])
+
+
+# ---- the two routes -------------------------------------------------------------------------------------
+def route_ours(files: list[Path], emb: Any, work: Path) -> dict:
+    from ingest.pipeline import Ingestor
+    from lusifer_rag.store import open_store
+
+    store = open_store(str(work / "edge"))
+    try:
+        ing = Ingestor(store, "bench", emb, progress_mode="off")
+        report = ing.ingest([str(f) for f in files])
+        failed = report.by_status("failed")
+        if failed:
+            raise SystemExit(f"our pipeline failed on {len(failed)} files: {failed[0].message}")
+        n = store.count("bench")
+    finally:
+        store.close()
+    return {"chunks": n, "tokens": report.embedded_tokens, "max_tokens": ing.chunking.max_tokens}
+
+
+def route_langchain(files: list[Path], emb: Any, work: Path, chunk_chars: int) -> dict:
+    from langchain_community.document_loaders import PyPDFLoader
+    from langchain_qdrant import QdrantVectorStore
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from rag.langchain import LusiferEmbeddings
+
+    docs = [d for f in files for d in PyPDFLoader(str(f)).load()]
+    splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_chars, chunk_overlap=chunk_chars // 8)
+    chunks = splitter.split_documents(docs)
+    vs = QdrantVectorStore.from_documents(chunks, LusiferEmbeddings(emb), path=str(work / "qdrant-local"),
+                                          collection_name="bench")
+    n = vs.client.count("bench").count
+    vs.client.close()
+    return {"chunks": n, "texts": [c.page_content for c in chunks]}
+
+
+def bench_ingest(args: argparse.Namespace) -> None:
+    from embedder import load_embedder
+
+    emb = load_embedder(args.embedder)
+    emb.embed_documents(["warm-up", "Habari ya asubuhi"])
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        tmp = Path(tmp)
+        with timed() as t:
+            files = make_pdfs(tmp / "pdfs", args.pdfs)
+        from pypdf import PdfReader
+
+        pages = sum(len(PdfReader(str(f)).pages) for f in files)
+        cpt = chars_per_token(files, emb)
+        max_tokens = min(emb.max_tokens, 512)
+        chunk_chars = int(cpt * (max_tokens - emb.template_overhead()))
+        print(f"corpus: {len(files)} PDFs, {pages} pages, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB "
+              f"(built in {t[0]:.1f}s); embedder {args.embedder}; {cpt:.2f} chars/token → LangChain chunk_size "
+              f"{chunk_chars} chars, overlap {chunk_chars // 8}\n")
+        timer = TimedCalls(type(emb).embed_documents.__get__(emb))
+        emb.embed_documents = timer  # instance attribute: both routes call it through the same object
+        best: dict[str, dict] = {}
+        for rep in range(args.repeats):
+            for name in ("ours", "langchain"):
+                work = tmp / f"{name}-{rep}"
+                timer.seconds = timer.calls = 0
+                with timed() as t:
+                    res = (route_ours(files, emb, work) if name == "ours"
+                           else route_langchain(files, emb, work, chunk_chars))
+                res.update(seconds=t[0], embed=timer.seconds, calls=timer.calls)
+                if name not in best or res["seconds"] < best[name]["seconds"]:
+                    best[name] = res
+        del emb.embed_documents
+        lc = best["langchain"]
+        lc["tokens"] = int(sum(emb.count_tokens(lc.pop("texts"))))
+        rows = []
+        for name, label in (("langchain", "LangChain (PyPDFLoader+Recursive+QdrantVectorStore)"),
+                            ("ours", "ours (Ingestor + Edge)")):
+            r = best[name]
+            rows.append({"route": label, "files": len(files), "chunks": r["chunks"], "tokens": r["tokens"],
+                         "embed calls": r["calls"], "seconds": r["seconds"], "embed s": r["embed"],
+                         "not embedder %": 100 * (1 - r["embed"] / r["seconds"]),
+                         "chunks/s": r["chunks"] / r["seconds"], "tokens/s": r["tokens"] / r["seconds"],
+                         "speed-up": best["langchain"]["seconds"] / r["seconds"]})
+        table(rows, f"ingest end to end (best of {args.repeats}; speed-up = LangChain seconds / seconds)")
+        ours = rows[1]
+        print(f"ours vs LangChain: {ours['speed-up']:.2f}x (target >= 1.5x: {'PASS' if ours['speed-up'] >= 1.5 else 'FAIL'});"
+              f" time not in the embedder: {ours['not embedder %']:.1f}% (target <= 10%: "
+              f"{'PASS' if ours['not embedder %'] <= 10 else 'FAIL'})\n")
+
+
+# ---- stores ---------------------------------------------------------------------------------------------
+def bench_stores(args: argparse.Namespace) -> None:
+    from lusifer_rag.store import CollectionSpec, Point, open_store
+
+    rng = np.random.default_rng(0)
+    n, dim = args.points, 384
+    vecs = rng.standard_normal((n, dim), dtype=np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    queries = rng.standard_normal((args.queries, dim), dtype=np.float32)
+    ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"p{i}")) for i in range(n)]
+    langs = np.array(LANGS)[rng.integers(0, len(LANGS), n)]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-stores-") as tmp:
+        for label, location in (("Qdrant Edge (embedded, HNSW)", f"{tmp}/edge"),
+                                ("qdrant-client local mode (brute force)", f"qdrant-local:{tmp}/local")):
+            store = open_store(location)
+            spec = CollectionSpec(dim=dim, sparse_name=None, meta={"bench": True})
+            store.create_collection("pts", spec)
+            with timed() as t_up:
+                for s in range(0, n, 1000):
+                    store.upsert("pts", [Point(id=ids[i], vector=vecs[i], payload={
+                        "page_content": f"chunk {i}", "metadata": {"doc_id": f"d{i // 50}", "language": str(langs[i]),
+                                                                   "page": i % 20, "source": f"f{i // 50}.pdf"}})
+                                         for i in range(s, min(n, s + 1000))])
+            with timed() as t_opt:
+                store.optimize("pts")
+            count = store.count("pts")
+            store.query("pts", dense=queries[0], k=10)  # warm-up
+            lat = []
+            for q in queries:
+                t0 = time.perf_counter()
+                store.query("pts", dense=q, k=10)
+                lat.append(time.perf_counter() - t0)
+            store.close()
+            lat_ms = np.array(lat) * 1e3
+            rows.append({"backend": label, "points": count, "upsert s": t_up[0], "upserts/s": n / t_up[0],
+                         "optimize s": t_opt[0], "query p50 ms": float(np.percentile(lat_ms, 50)),
+                         "query p95 ms": float(np.percentile(lat_ms, 95)), "queries": len(lat)})
+    table(rows, f"stores: {n:,} random {dim}-d points, batches of 1,000; k=10 dense queries")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="8 PDFs, 20k points")
+    ap.add_argument("--pdfs", type=int, help="PDFs in the corpus (default 24, quick 8)")
+    ap.add_argument("--embedder", default="e5-small", help="embedder spec used by both routes")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per route, alternating; best kept")
+    ap.add_argument("--points", type=int, help="points for the store part (default 100000, quick 20000)")
+    ap.add_argument("--queries", type=int, default=200, help="queries per store backend")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: all cores)")
+    ap.add_argument("--only", choices=["ingest", "store"])
+    args = ap.parse_args()
+    args.pdfs = args.pdfs or (8 if args.quick else 24)
+    args.points = args.points or (20_000 if args.quick else 100_000)
+    threads = set_threads(args.threads)
+    header("bench/ingest.py", pdfs=args.pdfs, points=args.points, threads=threads)
+    if args.only in (None, "ingest"):
+        bench_ingest(args)
+    if args.only in (None, "store"):
+        bench_stores(args)
+
+
+if __name__ == "__main__":
+    main()
