@@ -278,7 +278,9 @@ def _first_int(*values: Any) -> int:
 @register("hf", "any Hugging Face encoder: mean/CLS pooling, query/passage prefixes (E5-style for e5 models)")
 def load_hf(arg: str, device: str | None = None, dtype: str | None = None, **options: Any) -> HFEncoderEmbedder:
     """Options: pooling, query_prefix, document_prefix, instruction_template, default_instruction,
-    max_tokens, max_batch_tokens, max_batch_size, local_files_only."""
+    max_tokens, max_batch_tokens, max_batch_size, local_files_only. ``cache_dir`` (this project's conversion cache,
+    passed to every backend by the runtime) is accepted and unused: hub models live in the Hugging Face cache."""
+    options.pop("cache_dir", None)
     unknown = sorted(set(options) - HF_OPTIONS)
     if unknown:
         raise EmbedderError(f"unknown option(s) {unknown} for 'hf:{arg}'; allowed: {sorted(HF_OPTIONS)}")

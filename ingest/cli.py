@@ -19,7 +19,13 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", metavar="FILE", help="write a JSON report of every file")
     p.add_argument("--max-tokens", type=int, help="chunk size cap in the embedder's tokens, template included")
     p.add_argument("--overlap", type=int, help="overlap between chunks in tokens")
-    p.add_argument("--workers", type=int, help="parser processes (default: cores - 1)")
+    p.add_argument("--workers", type=int, help="parser processes (default: cores - 1); with --ray: embedding actors (default: GPUs)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run on Ray Data: a cluster address (auto, ray://head:10001) or none for a local Ray")
+    p.add_argument("--shards", type=int, help="with --ray, a new server collection: shards (one writer each)")
+    p.add_argument("--replication", type=int, help="with --ray, a new server collection: replication factor")
+    p.add_argument("--on-disk", action="store_true", help="with --ray, a new collection: vectors and HNSW on disk")
+    p.add_argument("--quantization", choices=["int8", "binary"], help="with --ray, a new collection: quantized vectors in RAM")
 
 
 @command("ingest", "load, chunk, embed and index documents (idempotent; rerun to resume)", _ingest_args)
@@ -28,16 +34,21 @@ def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.pipeline import Ingestor
     from lusifer_rag.runtime import get_embedder, open_store_from
 
-    with open_store_from(settings) as store:
-        spec = args.embedder
-        if not spec and settings.collection in store.list_collections():
-            spec = (store.open_collection(settings.collection).meta or {}).get("embedder")
-        emb = get_embedder(settings, spec)
-        params = {k: v for k, v in (("max_tokens", args.max_tokens), ("overlap_tokens", args.overlap)) if v}
-        chunking = ChunkingParams(**{"max_tokens": min(emb.max_tokens, 512), **params})
-        ing = Ingestor(store, settings.collection, emb, chunking, workers=args.workers,
-                       embed_batch_chunks=settings.ingest_batch_chunks)
-        report = ing.ingest(args.paths, prune=args.prune)
+    if args.ray is not None:
+        from ingest.ray_ingest import ingest_from_args
+
+        report = ingest_from_args(args, settings)
+    else:
+        with open_store_from(settings) as store:
+            spec = args.embedder
+            if not spec and settings.collection in store.list_collections():
+                spec = (store.open_collection(settings.collection).meta or {}).get("embedder")
+            emb = get_embedder(settings, spec)
+            params = {k: v for k, v in (("max_tokens", args.max_tokens), ("overlap_tokens", args.overlap)) if v}
+            chunking = ChunkingParams(**{"max_tokens": min(emb.max_tokens, 512), **params})
+            ing = Ingestor(store, settings.collection, emb, chunking, workers=args.workers,
+                           embed_batch_chunks=settings.ingest_batch_chunks)
+            report = ing.ingest(args.paths, prune=args.prune)
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             json.dump(report.to_json(), f, ensure_ascii=False, indent=2)

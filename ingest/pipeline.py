@@ -148,18 +148,13 @@ class Ingestor:
     def __init__(self, store: VectorStore, collection: str, embedder, chunking: ChunkingParams | None = None,
                  *, workers: int | None = None, embed_batch_chunks: int = 256, max_bytes: int | None = None,
                  on_progress: Callable[[int, int, FileResult], None] | None = None, progress_mode: str | None = None):
-        from embedder.sparse import BM25SparseEncoder
-
         self.store, self.collection, self.embedder = store, collection, embedder
         self.chunking = chunking or ChunkingParams(max_tokens=min(embedder.max_tokens, 512))
         self.workers = workers if workers is not None else max(1, (os.cpu_count() or 2) - 1)
         self.embed_batch_chunks, self.max_bytes = embed_batch_chunks, max_bytes
         self.on_progress, self.progress_mode = on_progress, progress_mode
-        self.sparse = BM25SparseEncoder(embedder.tokenizer, avg_len=self.chunking.max_tokens / 2)
-        self.chunker = Chunker(
-            count_tokens=lambda texts: embedder.count_tokens(texts, "document"),
-            max_tokens=self.chunking.max_tokens, overlap_tokens=self.chunking.overlap_tokens,
-        )
+        self.sparse = sparse_encoder_for(embedder, self.chunking)
+        self.chunker = chunker_for(embedder, self.chunking)
         self.state_salt = json.dumps({"chunking": asdict(self.chunking), "fingerprint": embedder.fingerprint,
                                       "sparse": self.sparse.params}, sort_keys=True)
         self._buffer: list[tuple[str, dict]] = []  # (point id, payload) waiting to be embedded
@@ -276,21 +271,12 @@ class Ingestor:
         try:
             with ProcessPoolExecutor(self.workers, mp_context=_mp_context()) as pool:
                 for source, path in files:
-                    try:
-                        content_hash = file_hash(Path(path))
-                    except OSError as e:
-                        finish(FileResult(source, "failed", "unreadable", f"{source}: {e.strerror or e}"))
+                    plan = self.plan_file(source, path)
+                    if isinstance(plan, FileResult):
+                        finish(plan)
                         continue
-                    doc_id = doc_id_for(source)
-                    state = self.state_for(content_hash)
-                    stored_state, _ = self._stored_state(doc_id)
-                    if stored_state is not None and self._is_complete(doc_id, state):
-                        self._delete_stale(doc_id, state)
-                        finish(FileResult(source, "skipped", chunks=self.store.count(
-                            self.collection, Filter(must={"metadata.doc_id": doc_id}))))
-                        continue
-                    replacing = stored_state is not None and stored_state != state
-                    pending.append((source, doc_id, state, replacing, pool.submit(_load, str(path), self.max_bytes)))
+                    pending.append((source, plan.doc_id, plan.state, plan.replacing,
+                                    pool.submit(_load, str(path), self.max_bytes)))
                     while len(pending) >= max_in_flight:
                         self._process(pending.pop(0), writer, report, finish)
                 while pending:
@@ -305,34 +291,32 @@ class Ingestor:
         report.seconds = time.time() - t0
         return report
 
+    def plan_file(self, source: str, path: str | os.PathLike) -> "FileResult | FilePlan":
+        """Hash the file and decide: a finished FileResult (unreadable, or skipped because the store already holds
+        its current state complete; stale states are then deleted) or a FilePlan of what to (re)ingest."""
+        try:
+            content_hash = file_hash(Path(path))
+        except OSError as e:
+            return FileResult(source, "failed", "unreadable", f"{source}: {e.strerror or e}")
+        doc_id = doc_id_for(source)
+        state = self.state_for(content_hash)
+        stored_state, _ = self._stored_state(doc_id)
+        if stored_state is not None and self._is_complete(doc_id, state):
+            self._delete_stale(doc_id, state)
+            return FileResult(source, "skipped", chunks=self.store.count(
+                self.collection, Filter(must={"metadata.doc_id": doc_id})))
+        return FilePlan(source, str(path), doc_id, state, stored_state is not None and stored_state != state)
+
     # ---- internals -------------------------------------------------------------------------------
     def _process(self, item, writer: "_Writer", report: IngestReport, finish) -> None:
         source, doc_id, state, replacing, future = item
-        try:
-            doc = future.result()
-            chunks = self.chunker.chunk(doc)
-            if not chunks:
-                raise _empty(source)
-        except IngestError as e:
-            finish(FileResult(source, "failed", getattr(e, "reason", "error"), _message(source, e)))
+        result, items = chunk_document(self.chunker, FilePlan(source, "", doc_id, state, replacing), future.result)
+        if result.status == "failed":
+            finish(result)
             return
-        except Exception as e:  # a parser crash on a hostile file must not stop the batch
-            finish(FileResult(source, "failed", "corrupt", f"{source}: cannot parse: {type(e).__name__}: {e}"))
-            return
-        doc_lang = Counter(c.language for c in chunks).most_common(1)[0][0]
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        result = FileResult(source, "replaced" if replacing else "ingested", chunks=len(chunks),
-                            pages=len(doc.pages), language=doc_lang)
-        for c in chunks:
-            payload = {"page_content": c.text, "metadata": {
-                "doc_id": doc_id, "source": source, "title": doc.title or Path(source).name, "state": state,
-                "content_hash": doc.content_hash, "chunk_no": c.chunk_no, "chunk_count": len(chunks),
-                "language": c.language, "doc_language": doc_lang, "page": c.page_start, "page_end": c.page_end,
-                "char_start": c.char_start, "char_end": c.char_end, "token_count": c.token_count,
-                "pages": len(doc.pages), "mime": doc.mime, "ingested_at": now}}
-            self._buffer.append((point_id(doc_id, state, c.chunk_no), payload))
+        self._buffer.extend(items)
         self._docs.append((doc_id, state, result, finish))
-        report.embedded_tokens += sum(c.token_count for c in chunks)
+        report.embedded_tokens += sum(p["metadata"]["token_count"] for _, p in items)
         if len(self._buffer) >= self.embed_batch_chunks:
             self._flush(writer, report)
 
@@ -340,14 +324,75 @@ class Ingestor:
         if not self._buffer:
             return
         ids, payloads = zip(*self._buffer)
-        texts = [p["page_content"] for p in payloads]
-        dense = self.embedder.embed_documents(texts)
-        sparse = self.sparse.encode_documents(texts)
-        points = [Point(id=i, vector=v, sparse=s, payload=p) for i, v, s, p in zip(ids, dense, sparse, payloads)]
+        points = embed_points(self.embedder, self.sparse, ids, payloads)
         report.embedded_chunks += len(points)
         writer.put(points, list(self._docs))
         self._buffer.clear()
         self._docs.clear()
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """A file to (re)ingest: its identity, where to read it, the state to write and whether it replaces another."""
+
+    source: str
+    path: str
+    doc_id: str
+    state: str
+    replacing: bool
+
+
+def sparse_encoder_for(embedder, chunking: ChunkingParams):
+    """The BM25 encoder every ingest path uses (its params are part of a document's state)."""
+    from embedder.sparse import BM25SparseEncoder
+
+    return BM25SparseEncoder(embedder.tokenizer, avg_len=chunking.max_tokens / 2)
+
+
+def chunker_for(embedder, chunking: ChunkingParams) -> Chunker:
+    """The chunker for ``embedder``: counts in its tokens, document template included (needs no weights)."""
+    return Chunker(count_tokens=lambda texts: embedder.count_tokens(texts, "document"),
+                   max_tokens=chunking.max_tokens, overlap_tokens=chunking.overlap_tokens)
+
+
+def chunk_document(chunker: Chunker, plan: FilePlan, load: Callable[[], LoadedDocument]) -> tuple[FileResult, list[tuple[str, dict]]]:
+    """Parse (``load()``) and chunk one document: its FileResult and ``(point id, payload)`` per chunk, or a failed
+    FileResult (reason + message) and no chunks when the file is bad; never raises for bad input."""
+    source, doc_id, state = plan.source, plan.doc_id, plan.state
+    try:
+        doc = load()
+        chunks = chunker.chunk(doc)
+        if not chunks:
+            raise _empty(source)
+    except IngestError as e:
+        return FileResult(source, "failed", getattr(e, "reason", "error"), _message(source, e)), []
+    except Exception as e:  # a parser crash on a hostile file must not stop the batch
+        return FileResult(source, "failed", "corrupt", f"{source}: cannot parse: {type(e).__name__}: {e}"), []
+    doc_lang = Counter(c.language for c in chunks).most_common(1)[0][0]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result = FileResult(source, "replaced" if plan.replacing else "ingested", chunks=len(chunks),
+                        pages=len(doc.pages), language=doc_lang)
+    items = []
+    for c in chunks:
+        payload = {"page_content": c.text, "metadata": {
+            "doc_id": doc_id, "source": source, "title": doc.title or Path(source).name, "state": state,
+            "content_hash": doc.content_hash, "chunk_no": c.chunk_no, "chunk_count": len(chunks),
+            "language": c.language, "doc_language": doc_lang, "page": c.page_start, "page_end": c.page_end,
+            "char_start": c.char_start, "char_end": c.char_end, "token_count": c.token_count,
+            "pages": len(doc.pages), "mime": doc.mime, "ingested_at": now}}
+        items.append((point_id(doc_id, state, c.chunk_no), payload))
+    return result, items
+
+
+def embed_texts(embedder, sparse, texts: list[str]) -> tuple:
+    """Dense (n, dim) float32 and BM25 sparse vectors of chunk texts (the document template is the embedder's)."""
+    return embedder.embed_documents(texts), sparse.encode_documents(texts)
+
+
+def embed_points(embedder, sparse, ids, payloads) -> list[Point]:
+    """Dense + BM25 sparse vectors of the payloads' ``page_content``, as store points."""
+    dense, sparse_vecs = embed_texts(embedder, sparse, [p["page_content"] for p in payloads])
+    return [Point(id=i, vector=v, sparse=s, payload=p) for i, v, s, p in zip(ids, dense, sparse_vecs, payloads)]
 
 
 def _empty(source: str) -> IngestError:

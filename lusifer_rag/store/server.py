@@ -53,6 +53,8 @@ class ServerStore(VectorStore):
         self.client = client
         self.local = local
         self._serial = threading.RLock() if local else contextlib.nullcontext()
+        # False: upserts return once the server has them in its WAL (bulk loads); True: once they are searchable
+        self.wait_writes = True
 
     # ---- collections ------------------------------------------------------------------------------------
     def _create(self, name: str, spec: CollectionSpec) -> None:
@@ -132,7 +134,7 @@ class ServerStore(VectorStore):
                 for i, r, p in zip(ids, rows, points)
             ]
         with self._serial:
-            self.client.upsert(name, data, wait=True)
+            self.client.upsert(name, data, wait=self.wait_writes)
 
     def _delete(self, name: str, flt: Filter) -> None:
         with self._serial:
