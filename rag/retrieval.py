@@ -80,7 +80,7 @@ class LanguageMeans:
 class Retriever:
     """Searches one collection with the embedder that built it."""
 
-    def __init__(self, store, collection: str, embedder, *, instruction: str | None = None, mode: str = "dense",
+    def __init__(self, store, collection: str, embedder, *, instruction: str | None = None, mode: str = "hybrid",
                  debias: str = "auto", sparse_weight: float = 1.0, rrf_k: int = 60, fetch_k: int = 100):
         from embedder.sparse import BM25SparseEncoder
 
@@ -108,9 +108,11 @@ class Retriever:
             self._query_cache[query] = vec
         return vec
 
-    def _debias_on(self, debias: str | None) -> bool:
+    def _debias_on(self, debias: str | None, filters: SearchFilters | None = None) -> bool:
         choice = debias or self.debias
         if choice == "auto":
+            if filters is not None and filters.languages and len(set(filters.languages)) == 1:
+                return False  # candidates all share one language: nothing to correct between languages
             self.means.refresh()
             return self.means.languages() >= 2  # one language: no cross-language bias to correct
         if choice == "on":
@@ -129,7 +131,7 @@ class Retriever:
             raise ConfigError(f"search mode {mode!r} is not valid; allowed: {MODES}")
         flt = filters.to_store() if filters else None
         q = self.embed_query(query)  # (dim,)
-        centred = self._debias_on(debias) and mode != "sparse"
+        centred = self._debias_on(debias, filters) and mode != "sparse"
         want_vectors = centred or mmr
         pool = max(self.fetch_k, 4 * k) if (centred or mmr or mode == "hybrid") else k
 
@@ -183,8 +185,8 @@ class Retriever:
         centred = docs - mus
         centred /= np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
         scores = centred @ qv  # (n,)
-        for h, s in zip(hits, scores):
-            h.score = float(s)
+        for h, s, v in zip(hits, scores, centred):
+            h.score, h.vector = float(s), v  # MMR then measures diversity in the same (centred) space
         return sorted(hits, key=lambda h: -h.score)
 
     def _fuse(self, dense_hits, sparse_hits, query_lang: str, qv: np.ndarray, centred: bool) -> list:

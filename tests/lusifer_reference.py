@@ -32,6 +32,8 @@ TOKENIZER_JSON = (Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/si
                   / "assets/multilingual-e5-small/tokenizer.json")
 DEFAULT_I = "Given a question, retrieve passages that answer the question."
 UL_TARGETS = ["query", "key", "value", "dense"]
+#: mT5: every Linear of the encoder (official target_modules="all" → find_all_linear_names)
+MT5_TARGETS = ["q", "k", "v", "o", "wi_0", "wi_1", "wo"]
 LLM_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 TEXTS = [
@@ -82,6 +84,15 @@ def xlmr_config(hidden: int = 32, vocab_size: int = 250002):
                             pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
 
 
+def mt5_config(vocab_size: int = 250002):
+    from transformers import MT5Config
+
+    # pad/eos ids of the XLM-R tokenizer the tests reuse (no mT5 tokenizer offline)
+    return MT5Config(vocab_size=vocab_size, d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=2,
+                     relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                     feed_forward_proj="gated-gelu", dropout_rate=0.1, pad_token_id=1, eos_token_id=2)
+
+
 class OfficialLike(nn.Module):
     """Same attribute names as the official ``Lusifer``: its state_dict has the official key layout."""
 
@@ -103,41 +114,53 @@ class Checkpoint:
     tokenizer: Any
     num_added_tokens: int
     llm: str
+    ul: str = "xlm-r"
 
 
 def build_official_checkpoint(tmpdir: str | Path, llm: str = "mistral", num_added_tokens: int = 0,
-                              seed: int = 0, lora_std: float = 0.05, config_overrides: dict | None = None) -> Checkpoint:
+                              seed: int = 0, lora_std: float = 0.05, config_overrides: dict | None = None,
+                              ul: str = "xlm-r", mt5_embed_key: str = "shared.weight") -> Checkpoint:
+    """``ul`` "xlm-r" or "mt5"; for mt5 ``mt5_embed_key`` is the one of the two tied embedding names kept."""
     from peft import LoraConfig, get_peft_model
     from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, XLMRobertaModel
+    from transformers import AutoModelForCausalLM, MT5EncoderModel, XLMRobertaModel
 
     tmpdir = Path(tmpdir)
     torch.manual_seed(seed)
     ul_dir, llm_dir, ckpt_dir = tmpdir / "ul_base", tmpdir / f"{llm}_base", tmpdir / "lusifer"
     for p in (ul_dir, llm_dir, ckpt_dir):
         p.mkdir(parents=True, exist_ok=True)
-    ul_cfg, enc_cfg = xlmr_config(), llm_config(llm)
+    ul_cfg, enc_cfg = (mt5_config() if ul == "mt5" else xlmr_config()), llm_config(llm)
     tok = tokenizer()
     ul_cfg.save_pretrained(ul_dir)
     tok.save_pretrained(ul_dir)
     enc_cfg.save_pretrained(llm_dir)
 
-    ul = XLMRobertaModel(ul_cfg, add_pooling_layer=True)
+    ul_kind = ul
+    ul = MT5EncoderModel(ul_cfg) if ul_kind == "mt5" else XLMRobertaModel(ul_cfg, add_pooling_layer=True)
     enc = AutoModelForCausalLM.from_config(enc_cfg)
     lora = dict(r=16, lora_alpha=32, lora_dropout=0.1, bias="none")
-    ul = get_peft_model(ul, LoraConfig(target_modules=UL_TARGETS, **lora), adapter_name="universal_learner_lora")
+    targets = MT5_TARGETS if ul_kind == "mt5" else UL_TARGETS
+    ul = get_peft_model(ul, LoraConfig(target_modules=targets, **lora), adapter_name="universal_learner_lora")
     enc = get_peft_model(enc, LoraConfig(target_modules=LLM_TARGETS, task_type="CAUSAL_LM", **lora),
                          adapter_name="encoder_lora")
-    module = OfficialLike(ul, enc, ul_cfg.hidden_size, enc_cfg.hidden_size, num_added_tokens)
+    d_ul = ul_cfg.d_model if ul_kind == "mt5" else ul_cfg.hidden_size
+    module = OfficialLike(ul, enc, d_ul, enc_cfg.hidden_size, num_added_tokens)
     with torch.no_grad():
         for name, p in module.named_parameters():
             if "lora_B" in name:  # peft inits B to zero: make the adapters matter
                 p.normal_(0.0, lora_std)
     module.eval()
     state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    if ul_kind == "mt5":  # tied shared / encoder.embed_tokens: safetensors keeps one name (like save_model)
+        P = "universal_learner.base_model.model."
+        tied = {P + "shared.weight", P + "encoder.embed_tokens.weight"}
+        for k in tied - {P + mt5_embed_key}:
+            state.pop(k)
+        state[P + mt5_embed_key] = state[P + mt5_embed_key].clone()
     save_file(state, str(ckpt_dir / "model.safetensors"))
     config = {
-        "universal_learner_name_or_path": str(ul_dir), "universal_learner_backbone_type": "xlm-r",
+        "universal_learner_name_or_path": str(ul_dir), "universal_learner_backbone_type": ul_kind,
         "encoder_name_or_path": str(llm_dir), "encoder_backbone_type": llm, "is_freeze_universal_learner": False,
         "is_freeze_encoder": True, "connection_type": "ff", "num_added_tokens": num_added_tokens,
         "encoder_lora_name": "encoder_lora", "universal_learner_lora_name": "universal_learner_lora",
@@ -146,7 +169,7 @@ def build_official_checkpoint(tmpdir: str | Path, llm: str = "mistral", num_adde
     }
     config.update(config_overrides or {})
     (ckpt_dir / "config.json").write_text(json.dumps(config, indent=2))
-    return Checkpoint(ckpt_dir, module, tok, num_added_tokens, llm)
+    return Checkpoint(ckpt_dir, module, tok, num_added_tokens, llm, ul_kind)
 
 
 @contextmanager
@@ -164,28 +187,31 @@ _TMP: list[str] = []
 
 
 @lru_cache(maxsize=None)
-def cached_checkpoint(llm: str = "mistral", num_added_tokens: int = 0, seed: int = 0) -> Checkpoint:
-    """One checkpoint per (llm, n, seed) for the whole test session."""
-    d = tempfile.mkdtemp(prefix=f"lusifer-{llm}-{num_added_tokens}-")
+def cached_checkpoint(llm: str = "mistral", num_added_tokens: int = 0, seed: int = 0, ul: str = "xlm-r") -> Checkpoint:
+    """One checkpoint per (llm, n, seed, ul) for the whole test session."""
+    d = tempfile.mkdtemp(prefix=f"lusifer-{ul}-{llm}-{num_added_tokens}-")
     _TMP.append(d)
     with single_thread():
-        return build_official_checkpoint(d, llm, num_added_tokens, seed)
+        return build_official_checkpoint(d, llm, num_added_tokens, seed, ul=ul)
 
 
 atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _TMP])
 
 
 @lru_cache(maxsize=None)
-def cached_embedder(llm: str = "mistral", num_added_tokens: int = 0, attention: str = "padded", **options: Any):
+def cached_embedder(llm: str = "mistral", num_added_tokens: int = 0, attention: str = "padded", ul: str = "xlm-r",
+                    **options: Any):
     from embedder import load_embedder
 
-    return load_embedder(f"lusifer:{cached_checkpoint(llm, num_added_tokens).dir}", attention=attention,
+    return load_embedder(f"lusifer:{cached_checkpoint(llm, num_added_tokens, ul=ul).dir}", attention=attention,
                          **options)
 
 
-def official_format(text: str, role: str, instruction: str | None) -> str:
+def official_format(text: str, role: str, instruction: str | None, ul: str = "xlm-r") -> str:
+    """Official tokenize_example: bos + I + "." (+ " Candidate:") + "\\n" + text + eos; T5 has no bos."""
     i = DEFAULT_I if instruction is None else instruction
-    return f"<s>{i}.\n{text}</s>" if role == "query" else f"<s>{i}. Candidate:\n{text}</s>"
+    bos = "" if ul == "mt5" else "<s>"
+    return f"{bos}{i}.\n{text}</s>" if role == "query" else f"{bos}{i}. Candidate:\n{text}</s>"
 
 
 @torch.no_grad()
@@ -201,7 +227,7 @@ def _reference_embed(ckpt: Checkpoint, texts: list[str], role: str, instruction:
     inner_llm = m.encoder.base_model.model.model  # MistralModel etc., LoRA layers injected (unmerged)
     out = []
     for text in texts:
-        ids = ckpt.tokenizer(official_format(text, role, instruction), add_special_tokens=False,
+        ids = ckpt.tokenizer(official_format(text, role, instruction, ckpt.ul), add_special_tokens=False,
                              truncation=True, max_length=512)["input_ids"]
         enc = ckpt.tokenizer.pad({"input_ids": [ids]}, padding=True, pad_to_multiple_of=8, return_tensors="pt")
         x = m.universal_learner(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state

@@ -86,7 +86,8 @@ def test_many_missing_keys_are_counted_and_cut(tmp_path):
 @pytest.mark.parametrize("field,value,message", [
     ("encoder_backbone_type", "gpt2", r"unknown encoder_backbone_type 'gpt2'; supported: \['mistral', 'llama', 'qwen2'\]"),
     ("universal_learner_backbone_type", "bert", r"unknown universal_learner_backbone_type 'bert'"),
-    ("universal_learner_backbone_type", "mt5", r"universal_learner_backbone_type 'mt5' not supported yet"),
+    ("universal_learner_backbone_type", "mt5",
+     r"universal_learner_backbone_type 'mt5' does not match .*model_type 'xlm-roberta'"),
     ("pooling_method", "cls", r"pooling_method 'cls' not supported"),
 ])
 def test_unknown_backbones_and_options(tmp_path, field, value, message):

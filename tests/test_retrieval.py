@@ -58,7 +58,7 @@ def test_filters_restrict_language_and_source(collection, e5, udhr):
 
 
 def test_results_carry_citation_fields_and_threshold(collection, e5, udhr):
-    r = Retriever(collection, "udhr", e5)
+    r = Retriever(collection, "udhr", e5, mode="dense")
     hits = r.search(udhr("fr")[2], k=10)
     top = hits[0]
     assert top.text and top.source.endswith(".txt") and top.language in LANGS and top.doc_id
@@ -71,7 +71,7 @@ def test_results_carry_citation_fields_and_threshold(collection, e5, udhr):
 
 
 def test_mmr_diversifies(collection, e5, udhr):
-    r = Retriever(collection, "udhr", e5)
+    r = Retriever(collection, "udhr", e5, mode="dense")
     q = udhr("en")[2]
     plain = r.search(q, k=5)
     diverse = r.search(q, k=5, mmr=True, mmr_lambda=0.3)
@@ -129,6 +129,13 @@ def test_language_bias_correction_lowers_own_language_share(collection, e5, udhr
     assert share["on"] < share["off"], share
     # the correction is estimated from the collection: one mean per language present
     assert set(on.means.means) == set(LANGS)
+
+
+def test_debias_auto_is_off_for_one_language_filter(collection, e5):
+    r = Retriever(collection, "udhr", e5, debias="auto")
+    assert r._debias_on(None, SearchFilters(languages=["sw"])) is False
+    assert r._debias_on(None, SearchFilters(languages=["sw", "en"])) is True
+    assert r._debias_on(None) is True
 
 
 def test_debias_auto_is_off_for_a_single_language_collection(tmp_path, e5, udhr):

@@ -1,4 +1,4 @@
-"""LUSIFER backend: XLM-R → connector → bidirectional LLM → mean pool → MLP, from the official checkpoint format.
+"""LUSIFER backend: XLM-R (or mT5) → connector → bidirectional LLM → mean pool → MLP, official checkpoints.
 
 ``load_embedder("lusifer:<dir or hub id>")``; ``LusiferModel.random(...)`` builds a random-weight model of any
 shape (benchmarks).

@@ -12,7 +12,7 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -72,38 +72,20 @@ class Linear:
 class Layout:
     """The official key layout for one config: expected keys/shapes and the map to our parameter names."""
 
-    def __init__(self, cfg: LusiferConfig, ul: XLMRShape, llm: LLMShape):
+    def __init__(self, cfg: LusiferConfig, ul: Any, llm: LLMShape):
+        """``ul``: XLMRShape or MT5Shape (its ``backbone`` picks the key layout)."""
         self.cfg = cfg
         self.required: dict[str, tuple[int, ...]] = {}
         self.optional: dict[str, tuple[int, ...]] = {}  # allowed but unused
         # ours -> (list of official Linears stacked along dim 0) or plain official key
         self.linears: dict[str, list[Linear]] = {}
         self.plain: dict[str, str] = {}
-        r = cfg.lora_r
+        self.alternatives: dict[str, list[str]] = {}  # ours -> official aliases, one of which must exist
 
         ul_lora = cfg.universal_learner_lora_name
         P = "universal_learner.base_model.model." if ul_lora else "universal_learner."
+        _ul_keys()[ul.backbone](self, ul, P, ul_lora)
         d = ul.hidden_size
-        for ours, key, shape in [
-            ("ul.word_emb.weight", "embeddings.word_embeddings.weight", (ul.vocab_size, d)),
-            ("ul.pos_emb.weight", "embeddings.position_embeddings.weight", (ul.max_positions, d)),
-            ("ul.type_emb.weight", "embeddings.token_type_embeddings.weight", (ul.type_vocab_size, d)),
-            ("ul.emb_ln.weight", "embeddings.LayerNorm.weight", (d,)),
-            ("ul.emb_ln.bias", "embeddings.LayerNorm.bias", (d,)),
-        ]:
-            self._plain(ours, P + key, shape)
-        for i in range(ul.num_layers):
-            L, o = f"{P}encoder.layer.{i}.", f"ul.layers.{i}."
-            self._linear(o + "qkv", [Linear(L + f"attention.self.{n}", ul_lora, d, d, True)
-                                     for n in ("query", "key", "value")])
-            self._linear(o + "attn_out", [Linear(L + "attention.output.dense", ul_lora, d, d, True)])
-            self._linear(o + "inter", [Linear(L + "intermediate.dense", ul_lora, ul.intermediate_size, d, True)])
-            self._linear(o + "out", [Linear(L + "output.dense", ul_lora, d, ul.intermediate_size, True)])
-            for ln, key in (("attn_ln", "attention.output.LayerNorm"), ("out_ln", "output.LayerNorm")):
-                self._plain(f"{o}{ln}.weight", f"{L}{key}.weight", (d,))
-                self._plain(f"{o}{ln}.bias", f"{L}{key}.bias", (d,))
-        # the official XLMRobertaModel keeps its (unused) pooler, LoRA-wrapped like every 'dense'
-        self.optional.update(Linear(P + "pooler.dense", ul_lora, d, d, True).keys(r))
 
         llm_lora = cfg.encoder_lora_name
         E = "encoder.base_model.model." if llm_lora else "encoder."
@@ -143,10 +125,18 @@ class Layout:
         for p in parts:
             self.required.update(p.keys(self.cfg.lora_r))
 
+    plain_key, linear = _plain, _linear  # for the per-backbone key functions
+
+    def one_of(self, ours: str, keys: list[str], shape: tuple[int, ...]) -> None:
+        """A tensor saved under any of ``keys`` (tied aliases): at least one must be present; the first is read."""
+        self.alternatives[ours] = keys
+        self.optional.update({k: shape for k in keys})
+
     # ---- checks -------------------------------------------------------------------------------------------
     def check(self, header: dict[str, tuple[str, tuple[int, ...]]], path: Path) -> None:
         problems: list[str] = []
         missing = sorted(set(self.required) - set(header))
+        missing += [" or ".join(keys) for keys in self.alternatives.values() if not any(k in header for k in keys)]
         unexpected = sorted(set(header) - set(self.required) - set(self.optional))
         if missing:
             problems.append(f"{len(missing)} missing keys: {_first(missing)}")
@@ -178,6 +168,10 @@ class Layout:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             for ours, key in self.plain.items():
                 yield ours, f.get_tensor(key).to(device=device, dtype=dtype)
+            present = set(f.keys())
+            for ours, keys in self.alternatives.items():
+                key = next(k for k in keys if k in present)
+                yield ours, f.get_tensor(key).to(device=device, dtype=dtype)
             for ours, parts in self.linears.items():
                 ws, bs = [], []
                 for p in parts:
@@ -192,6 +186,38 @@ class Layout:
                 yield ours + ".weight", (ws[0] if len(ws) == 1 else torch.cat(ws)).to(device)
                 if bs:
                     yield ours + ".bias", (bs[0] if len(bs) == 1 else torch.cat(bs)).to(device)
+
+
+def _xlmr_keys(layout: Layout, ul: XLMRShape, P: str, ul_lora: str | None) -> None:
+    """Official XLMRobertaModel keys (peft-wrapped query/key/value/dense) onto our ``ul.*`` names."""
+    d = ul.hidden_size
+    for ours, key, shape in [
+        ("ul.word_emb.weight", "embeddings.word_embeddings.weight", (ul.vocab_size, d)),
+        ("ul.pos_emb.weight", "embeddings.position_embeddings.weight", (ul.max_positions, d)),
+        ("ul.type_emb.weight", "embeddings.token_type_embeddings.weight", (ul.type_vocab_size, d)),
+        ("ul.emb_ln.weight", "embeddings.LayerNorm.weight", (d,)),
+        ("ul.emb_ln.bias", "embeddings.LayerNorm.bias", (d,)),
+    ]:
+        layout.plain_key(ours, P + key, shape)
+    for i in range(ul.num_layers):
+        L, o = f"{P}encoder.layer.{i}.", f"ul.layers.{i}."
+        layout.linear(o + "qkv", [Linear(L + f"attention.self.{n}", ul_lora, d, d, True)
+                                 for n in ("query", "key", "value")])
+        layout.linear(o + "attn_out", [Linear(L + "attention.output.dense", ul_lora, d, d, True)])
+        layout.linear(o + "inter", [Linear(L + "intermediate.dense", ul_lora, ul.intermediate_size, d, True)])
+        layout.linear(o + "out", [Linear(L + "output.dense", ul_lora, d, ul.intermediate_size, True)])
+        for ln, key in (("attn_ln", "attention.output.LayerNorm"), ("out_ln", "output.LayerNorm")):
+            layout.plain_key(f"{o}{ln}.weight", f"{L}{key}.weight", (d,))
+            layout.plain_key(f"{o}{ln}.bias", f"{L}{key}.bias", (d,))
+    # the official XLMRobertaModel keeps its (unused) pooler, LoRA-wrapped like every 'dense'
+    layout.optional.update(Linear(P + "pooler.dense", ul_lora, d, d, True).keys(layout.cfg.lora_r))
+
+
+def _ul_keys() -> dict[str, Callable[[Layout, Any, str, str | None], None]]:
+    """Universal-learner key layouts by backbone (mt5.py imports this module: resolved lazily)."""
+    from .mt5 import add_mt5_keys
+
+    return {"xlm-r": _xlmr_keys, "mt5": add_mt5_keys}
 
 
 def _first(items: list[str]) -> str:

@@ -1,6 +1,7 @@
 """LUSIFER configuration: the official ``config.json`` (constructor kwargs), the two backbone shapes, templates.
 
-Only configs and the XLM-R tokenizer are resolved from the base names; weights never are.
+Only configs and the universal learner's tokenizer (XLM-R or mT5) are resolved from the base names; weights
+never are.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ DEFAULT_INSTRUCTION = "Given a question, retrieve passages that answer the quest
 BOS, EOS = "<s>", "</s>"
 QUERY_TEMPLATE = BOS + "{instruction}.\n{text}" + EOS
 DOCUMENT_TEMPLATE = BOS + "{instruction}. Candidate:\n{text}" + EOS
+#: (bos, eos) per universal-learner backbone, as the official SPECIAL_TOKENS table: its T5 entry has no bos
+SPECIAL_TOKENS = {"xlm-r": (BOS, EOS), "mt5": ("", "</s>")}
 
-SUPPORTED_UL = ("xlm-r",)
+SUPPORTED_UL = ("xlm-r", "mt5")
 SUPPORTED_LLM = ("mistral", "llama", "qwen2")
 #: rope types whose frequencies do not depend on the sequence length at run time
 SUPPORTED_ROPE = ("default", "linear", "llama3", "yarn")
@@ -70,8 +73,6 @@ class LusiferConfig:
         return cfg
 
     def validate(self, source: str) -> None:
-        if self.universal_learner_backbone_type == "mt5":
-            raise CheckpointError("universal_learner_backbone_type 'mt5' not supported yet")
         if self.universal_learner_backbone_type not in SUPPORTED_UL:
             raise CheckpointError(f"{source}: unknown universal_learner_backbone_type "
                                   f"{self.universal_learner_backbone_type!r}; supported: {list(SUPPORTED_UL)}")
@@ -121,6 +122,57 @@ class XLMRShape:
             raise CheckpointError(f"XLM-R hidden_act {c.hidden_act!r} not supported; supported: gelu, gelu_new, relu")
         return cls(c.vocab_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size,
                    c.max_position_embeddings, c.type_vocab_size, c.pad_token_id, c.layer_norm_eps, c.hidden_act)
+
+    backbone = "xlm-r"
+
+
+@dataclass(frozen=True)
+class MT5Shape:
+    """What our universal learner needs from an mT5 (T5 encoder) config."""
+
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    d_kv: int
+    d_ff: int
+    num_buckets: int
+    max_distance: int
+    pad_id: int
+    eps: float
+    act: str
+    backbone = "mt5"
+
+    @classmethod
+    def from_hf(cls, c: Any) -> "MT5Shape":
+        proj = getattr(c, "feed_forward_proj", "gated-gelu")
+        act = c.dense_act_fn
+        if not getattr(c, "is_gated_act", False) or act not in ("gelu", "relu", "gelu_new"):
+            raise CheckpointError(f"mT5 feed_forward_proj {proj!r} not supported; supported: gated-gelu, "
+                                  "gated-gelu_new, gated-relu")
+        pad = c.pad_token_id if c.pad_token_id is not None else 0
+        return cls(c.vocab_size, c.d_model, c.num_layers, c.num_heads, c.d_kv, c.d_ff,
+                   c.relative_attention_num_buckets, c.relative_attention_max_distance, pad, c.layer_norm_epsilon,
+                   act)
+
+
+#: universal-learner shape by ``universal_learner_backbone_type``
+UL_SHAPES: dict[str, Any] = {"xlm-r": XLMRShape, "mt5": MT5Shape}
+#: and by the HF config's model_type (``LusiferModel.random``)
+UL_MODEL_TYPES: dict[str, str] = {"xlm-roberta": "xlm-r", "mt5": "mt5", "t5": "mt5"}
+
+
+def ul_shape_from_hf(c: Any, backbone: str | None = None) -> Any:
+    """XLMRShape | MT5Shape from an HF config; ``backbone`` (config.json's type), when given, must match it."""
+    model_type = getattr(c, "model_type", None)
+    found = UL_MODEL_TYPES.get(model_type or "")
+    if found is None:
+        raise CheckpointError(f"universal learner config of model_type {model_type!r} not supported; "
+                              f"supported model types: {list(UL_MODEL_TYPES)}")
+    if backbone is not None and backbone != found:
+        raise CheckpointError(f"universal_learner_backbone_type {backbone!r} does not match the universal learner "
+                              f"config (model_type {model_type!r}, i.e. {found!r})")
+    return UL_SHAPES[found].from_hf(c)
 
 
 @dataclass(frozen=True)
@@ -187,25 +239,36 @@ def _load_hf(loader: Any, name: str, what: str) -> Any:
         raise CheckpointError(f"cannot resolve {what} {name!r} (local dir, HF cache or hub): {e}") from None
 
 
-def load_backbone_configs(cfg: LusiferConfig) -> tuple[XLMRShape, LLMShape]:
+def load_backbone_configs(cfg: LusiferConfig) -> tuple[Any, LLMShape]:
+    """(XLMRShape | MT5Shape by universal_learner_backbone_type, LLMShape)."""
     from transformers import AutoConfig
 
     ul = _load_hf(AutoConfig, cfg.universal_learner_name_or_path, "universal learner config")
     llm = _load_hf(AutoConfig, cfg.encoder_name_or_path, "encoder (LLM) config")
-    return XLMRShape.from_hf(ul), LLMShape.from_hf(llm, cfg.encoder_backbone_type)
+    return ul_shape_from_hf(ul, cfg.universal_learner_backbone_type), LLMShape.from_hf(llm, cfg.encoder_backbone_type)
+
+
+def templates(backbone: str) -> tuple[str, str]:
+    """(query, document) templates for a universal learner: the official bos/eos strings of that backbone."""
+    bos, eos = SPECIAL_TOKENS[backbone]
+    return bos + "{instruction}.\n{text}" + eos, bos + "{instruction}. Candidate:\n{text}" + eos
 
 
 def load_tokenizer(cfg: LusiferConfig) -> Any:
-    """The XLM-R fast tokenizer built from its ``tokenizer.json`` as-is.
+    """The universal learner's fast tokenizer (XLM-R, or mT5's SentencePiece) built from its ``tokenizer.json`` as-is.
 
     transformers 5 rebuilds an XLM-R tokenizer's normalizer/pre-tokenizer on ``from_pretrained`` (it then drops
     the lone '▁' before ``</s>`` that the official code, on transformers 4.45, produces for "\\n</s>"); building
     from the file keeps the official pipeline. Without a tokenizer.json we fall back to AutoTokenizer.
     """
-    from transformers import AutoTokenizer, XLMRobertaTokenizerFast
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast, XLMRobertaTokenizerFast
 
     name = cfg.universal_learner_name_or_path
     file = _tokenizer_file(name)
+    if file is not None and cfg.universal_learner_backbone_type == "mt5":
+        # mT5's SentencePiece tokenizer.json as-is (the T5 class would rebuild it, like XLM-R's)
+        return PreTrainedTokenizerFast(tokenizer_file=str(file), eos_token="</s>", pad_token="<pad>",
+                                       unk_token="<unk>")
     if file is not None:
         return XLMRobertaTokenizerFast(tokenizer_file=str(file))
     tok = _load_hf(AutoTokenizer, name, "universal learner tokenizer")

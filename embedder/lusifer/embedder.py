@@ -15,8 +15,8 @@ from ..devices import resolve_devices, resolve_dtype
 from ..fingerprint import fingerprint
 from .attention import PACKED_KERNELS
 from .checkpoint import Layout, read_header
-from .config import (DEFAULT_INSTRUCTION, DOCUMENT_TEMPLATE, QUERY_TEMPLATE, LLMShape, LusiferConfig, XLMRShape,
-                     check_transformers, load_backbone_configs, load_tokenizer, read_config)
+from .config import (DEFAULT_INSTRUCTION, LLMShape, LusiferConfig, check_transformers, load_backbone_configs,
+                     load_tokenizer, read_config, templates)
 from .model import LusiferModel
 
 WEIGHTS = "model.safetensors"
@@ -46,7 +46,7 @@ def resolve_checkpoint(arg: str) -> Path:
         raise CheckpointError(f"LUSIFER checkpoint {arg!r}: no such directory, and the hub download failed: {e}") from None
 
 
-def check_checkpoint(model_dir: Path, cfg: LusiferConfig, ul: XLMRShape, llm: LLMShape) -> Layout:
+def check_checkpoint(model_dir: Path, cfg: LusiferConfig, ul: Any, llm: LLMShape) -> Layout:
     """Header-only strict check of ``model.safetensors`` against the config (milliseconds)."""
     path = model_dir / WEIGHTS
     if not path.is_file():
@@ -56,7 +56,7 @@ def check_checkpoint(model_dir: Path, cfg: LusiferConfig, ul: XLMRShape, llm: LL
     return layout
 
 
-def load_model(model_dir: Path, cfg: LusiferConfig, ul: XLMRShape, llm: LLMShape, dtype: torch.dtype,
+def load_model(model_dir: Path, cfg: LusiferConfig, ul: Any, llm: LLMShape, dtype: torch.dtype,
                device: torch.device) -> LusiferModel:
     """Check ``model.safetensors`` strictly against the config, then build the merged model on ``device``."""
     path = model_dir / WEIGHTS
@@ -110,19 +110,21 @@ class LusiferEmbedder(Embedder):
             self.max_batch_tokens = int(max_batch_tokens)
         if max_batch_size is not None:
             self.max_batch_size = int(max_batch_size)
+        self.templates = templates(cfg.universal_learner_backbone_type)  # (query, document)
         self.fingerprint = fingerprint(
-            "lusifer", [model_dir / WEIGHTS], query_template=QUERY_TEMPLATE, document_template=DOCUMENT_TEMPLATE,
+            "lusifer", [model_dir / WEIGHTS], query_template=self.templates[0], document_template=self.templates[1],
             default_instruction=DEFAULT_INSTRUCTION, pooling=cfg.pooling_method,
             num_added_tokens=cfg.num_added_tokens, lora_scale=cfg.lora_scale, max_tokens=self.max_tokens,
         )
 
     def format_texts(self, texts: Sequence[str], role: Role, instruction: str | None) -> list[str]:
-        """Official templates: ``<s>{I}.\\n{text}</s>`` (query), ``<s>{I}. Candidate:\\n{text}</s>`` (document)."""
+        """Official templates: ``<s>{I}.\\n{text}</s>`` (query), ``<s>{I}. Candidate:\\n{text}</s>`` (document);
+        for "mt5" the same without ``<s>`` (the official T5 special tokens have only an eos)."""
         if role not in ("query", "document"):
             raise EmbedderError(f"role must be 'query' or 'document', got {role!r}")
         if instruction is None:
             instruction = DEFAULT_INSTRUCTION
-        template = QUERY_TEMPLATE if role == "query" else DOCUMENT_TEMPLATE
+        template = self.templates[0] if role == "query" else self.templates[1]
         head, tail = template.split("{text}")
         head = head.format(instruction=instruction)
         return [head + t + tail for t in texts]

@@ -17,15 +17,19 @@ import torch
 from torch import nn
 
 from .attention import PackedAttention, PaddedAttention
-from .config import LLMShape, XLMRShape
-from .stages import BidirectionalLLM, Connector, Projection, UniversalLearner, xlmr_positions
+from .config import LLMShape, ul_shape_from_hf
+from .mt5 import MT5Learner
+from .stages import BidirectionalLLM, Connector, Projection, UniversalLearner
+
+#: universal-learner stage by shape.backbone; each has ``encode(ids, attn, within, starts)``
+UL_STAGES: dict[str, type[nn.Module]] = {"xlm-r": UniversalLearner, "mt5": MT5Learner}
 
 
 class LusiferModel(nn.Module):
-    def __init__(self, ul: XLMRShape, llm: LLMShape, num_added_tokens: int = 0, out_dim: int | None = None,
+    def __init__(self, ul: Any, llm: LLMShape, num_added_tokens: int = 0, out_dim: int | None = None,
                  pad_to_multiple_of: int = 8):
         super().__init__()
-        self.ul = UniversalLearner(ul)
+        self.ul = UL_STAGES[ul.backbone](ul)  # ul: XLMRShape | MT5Shape
         self.connector = Connector(ul.hidden_size, llm.hidden_size, num_added_tokens)
         self.llm = BidirectionalLLM(llm)
         self.proj = Projection(llm.hidden_size, llm.hidden_size, out_dim or llm.hidden_size)
@@ -43,12 +47,12 @@ class LusiferModel(nn.Module):
     def random(cls, ul_config: Any, llm_config: Any, backbone: str = "mistral", num_added_tokens: int = 0,
                dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", seed: int = 0,
                std: float = 0.02) -> "LusiferModel":
-        """A LUSIFER-shaped model with random weights from two HF configs (benchmarks; no checkpoint)."""
+        """A LUSIFER-shaped model with random weights from two HF configs (XLM-R or mT5; benchmarks)."""
         gen = torch.Generator().manual_seed(seed)
-        model = cls(XLMRShape.from_hf(ul_config), LLMShape.from_hf(llm_config, backbone), num_added_tokens)
+        model = cls(ul_shape_from_hf(ul_config), LLMShape.from_hf(llm_config, backbone), num_added_tokens)
         with torch.no_grad():
             for name, p in model.named_parameters():
-                if name.endswith("norm.weight") or name.endswith("ln.weight"):
+                if name.endswith(("norm.weight", "ln.weight")):
                     p.fill_(1.0)
                 elif name.endswith("bias"):
                     p.zero_()
@@ -63,7 +67,7 @@ class LusiferModel(nn.Module):
         n = self.num_added
         steps = torch.arange(t, device=ids.device)
         key_mask = steps[None, :] < lengths[:, None]  # (b, T)
-        x = self.ul(ids, xlmr_positions(ids, None, self.pad_id), PaddedAttention(key_mask))  # (b, T, d_ul)
+        x = self.ul.encode(ids, PaddedAttention(key_mask), steps.expand(b, t), None)  # (b, T, d_ul)
         h = self.connector(x)  # (b, T, D)
         positions = steps.expand(b, t)  # (b, T)
         if n:
@@ -90,10 +94,8 @@ class LusiferModel(nn.Module):
         seq = torch.repeat_interleave(torch.arange(b, device=dev), lengths)  # (total,)
         total = ids.shape[0]
         within = torch.arange(total, device=dev) - cu[:-1][seq]  # (total,) rank inside its sequence
-        real_before = torch.cat([ids.new_zeros(1), ids.ne(self.pad_id).cumsum(0)])[cu[:-1]]  # (b,)
-        pos_ul = xlmr_positions(ids, real_before[seq], self.pad_id)
         attn = PackedAttention(cu_seqlens, max_seqlen, seq, self.packed_kernel)
-        h = self.connector(self.ul(ids, pos_ul, attn))  # (total, D)
+        h = self.connector(self.ul.encode(ids, attn, within, cu[:-1][seq]))  # (total, D)
         positions = within
         if n:
             j = torch.arange(n, device=dev)

@@ -61,6 +61,17 @@ class UniversalLearner(nn.Module):
             x = layer(x, attn)
         return x
 
+    def encode(self, ids: torch.Tensor, attn: Attention, within: torch.Tensor,
+               starts: torch.Tensor | None) -> torch.Tensor:
+        """The universal-learner interface (shared with mt5.MT5Learner): ids (b, T) padded, or (total,) packed
+        with ``starts`` (total,) = flat index of each token's sequence start; ``within`` is unused here (XLM-R
+        positions skip pad ids, so they come from the ids)."""
+        cum = None
+        if starts is not None:
+            real = torch.cat([ids.new_zeros(1), ids.ne(self.shape.pad_id).cumsum(0)])  # (total+1,)
+            cum = real[starts]  # (total,) real tokens before each token's sequence
+        return self(ids, xlmr_positions(ids, cum, self.shape.pad_id), attn)
+
 
 def xlmr_positions(ids: torch.Tensor, starts_cumsum: torch.Tensor | None, pad_id: int) -> torch.Tensor:
     """XLM-R position ids: pad_id + 1 + rank among the sequence's non-pad tokens; pad_id for pad tokens.
