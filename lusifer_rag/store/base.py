@@ -416,6 +416,20 @@ class VectorStore(abc.ABC):
     def _close(self) -> None: ...
 
 
+def dense_of(vector: Any, spec: CollectionSpec) -> np.ndarray | None:
+    """The dense vector of a point as a backend returns it (a plain list, or a dict of named vectors)."""
+    v = vector.get(spec.vector_name) if isinstance(vector, dict) else vector
+    return None if v is None else np.asarray(v, dtype=np.float32)
+
+
+def sparse_of(vector: Any, spec: CollectionSpec) -> SparseVector | None:
+    """The sparse vector of a point as a backend returns it (objects with ``indices``/``values``), if any."""
+    if not isinstance(vector, dict) or spec.sparse_name is None or vector.get(spec.sparse_name) is None:
+        return None
+    sv = vector[spec.sparse_name]
+    return SparseVector(sv.indices, sv.values)
+
+
 def _dense_matrix(points: Sequence[Point], dim: int) -> np.ndarray:
     """Stack the batch's vectors: (b, dim) float32, refusing wrong sizes and non-finite values."""
     try:

@@ -33,7 +33,8 @@ import numpy as np
 import qdrant_edge as qe
 
 from ..errors import StoreError
-from .base import DEFAULT_RRF_K, CollectionSpec, Hit, Point, QueryPlan, SparseVector, VectorStore, register_backend
+from .base import (DEFAULT_RRF_K, CollectionSpec, Hit, Point, QueryPlan, SparseVector, VectorStore, dense_of,
+                   register_backend, sparse_of)
 from .filters import Filter, FilterBuilders, translate
 from .lock import StoreLock
 
@@ -288,7 +289,7 @@ class EdgeStore(VectorStore):
         with self._dir.shard(name).use() as shard:
             found = shard.query(req)
         return [
-            Hit(str(p.id), float(p.score), p.payload or {}, _dense_of(p.vector, spec) if plan.with_vectors else None)
+            Hit(str(p.id), float(p.score), p.payload or {}, dense_of(p.vector, spec) if plan.with_vectors else None)
             for p in found
         ]
 
@@ -305,8 +306,8 @@ class EdgeStore(VectorStore):
         with self._dir.shard(name).use() as shard:
             records, nxt = shard.scroll(req)
         points = [
-            Point(str(r.id), _dense_of(r.vector, spec) if with_vectors else None, r.payload or {},
-                  _sparse_of(r.vector, spec) if with_vectors else None)
+            Point(str(r.id), dense_of(r.vector, spec) if with_vectors else None, r.payload or {},
+                  sparse_of(r.vector, spec) if with_vectors else None)
             for r in records
         ]
         return points, (str(nxt) if nxt is not None else None)
@@ -346,18 +347,6 @@ class EdgeStore(VectorStore):
 
 def _edge_sparse(sv: SparseVector) -> qe.SparseVector:
     return qe.SparseVector(sv.indices.tolist(), sv.values.tolist())
-
-
-def _dense_of(vector: Any, spec: CollectionSpec) -> np.ndarray | None:
-    v = vector.get(spec.vector_name) if isinstance(vector, dict) else vector
-    return None if v is None else np.asarray(v, dtype=np.float32)
-
-
-def _sparse_of(vector: Any, spec: CollectionSpec) -> SparseVector | None:
-    if not isinstance(vector, dict) or spec.sparse_name is None or vector.get(spec.sparse_name) is None:
-        return None
-    sv = vector[spec.sparse_name]
-    return SparseVector(sv.indices, sv.values)
 
 
 @register_backend("", "edge")

@@ -22,7 +22,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from ..errors import StoreError
-from .base import CollectionSpec, Hit, Point, QueryPlan, SparseVector, VectorStore
+from .base import CollectionSpec, Hit, Point, QueryPlan, SparseVector, VectorStore, dense_of, sparse_of
 from .filters import Filter, FilterBuilders, translate
 
 META_KEY = "lusifer_rag"
@@ -172,7 +172,7 @@ class ServerStore(VectorStore):
         with self._serial:
             found = self.client.query_points(name, **call).points
         return [
-            Hit(_id(p.id), float(p.score), p.payload or {}, _dense_of(p.vector, spec) if plan.with_vectors else None)
+            Hit(_id(p.id), float(p.score), p.payload or {}, dense_of(p.vector, spec) if plan.with_vectors else None)
             for p in found
         ]
 
@@ -188,8 +188,8 @@ class ServerStore(VectorStore):
                 with_vectors=bool(with_vectors),
             )
         points = [
-            Point(_id(r.id), _dense_of(r.vector, spec) if with_vectors else None, r.payload or {},
-                  _sparse_of(r.vector, spec) if with_vectors else None)
+            Point(_id(r.id), dense_of(r.vector, spec) if with_vectors else None, r.payload or {},
+                  sparse_of(r.vector, spec) if with_vectors else None)
             for r in records
         ]
         return points, (_id(nxt) if nxt is not None else None)
@@ -213,18 +213,6 @@ def _id(value: Any) -> str:
 
 def _sparse(sv: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=sv.indices.tolist(), values=sv.values.tolist())
-
-
-def _dense_of(vector: Any, spec: CollectionSpec) -> np.ndarray | None:
-    v = vector.get(spec.vector_name) if isinstance(vector, dict) else vector
-    return None if v is None else np.asarray(v, dtype=np.float32)
-
-
-def _sparse_of(vector: Any, spec: CollectionSpec) -> SparseVector | None:
-    if not isinstance(vector, dict) or spec.sparse_name is None or vector.get(spec.sparse_name) is None:
-        return None
-    sv = vector[spec.sparse_name]
-    return SparseVector(sv.indices, sv.values)
 
 
 def _derive_spec(name: str, info: models.CollectionInfo) -> CollectionSpec:
