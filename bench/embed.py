@@ -105,7 +105,7 @@ def padded_tokens_optimized(emb: Any, lengths: np.ndarray) -> int:
         return int(lengths.sum())
     m = emb.pad_to_multiple_of
     return sum(len(ix) * (-(-int(lengths[ix].max()) // m) * m)
-               for ix in plan_batches(lengths, emb.max_batch_tokens, emb.max_batch_size, m))
+               for ix in plan_batches(lengths, emb.batch_token_budget(), emb.max_batch_size, m))
 
 
 def compare(name: str, texts: list[str], lengths: np.ndarray, paths: dict[str, Callable[[], np.ndarray]],
@@ -277,8 +277,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, help="timed runs per path, best kept (default 2, quick 1)")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: all cores)")
     ap.add_argument("--only", choices=["e5", "lusifer", "mfu"], help="run one part")
-    ap.add_argument("--budget", type=int, default=2048,
-                    help="extra optimized row with this max_batch_tokens (default budget: 16384); 0 skips it")
+    ap.add_argument("--budget", type=int, default=0,
+                    help="extra optimized row with this max_batch_tokens (default budget: 2048 on CPU, 16384 on CUDA); 0 skips it")
     ap.add_argument("--no-packed", action="store_true", help="skip the CPU packed-attention LUSIFER row")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak for MFU (H100 SXM bf16 dense)")
     ap.add_argument("--mfu-texts", type=int, default=4096, help="texts for the full-size CUDA run")
