@@ -53,7 +53,9 @@ def test_upload_search_ask_in_the_browser(tmp_path, e5, browser):
             # ---- upload a PDF, ingest, wait for the progress to finish
             page.get_by_role("tab", name="Documents").click()
             page.locator("#upload-files input[type=file]").set_input_files(str(pdf))
-            expect(page.locator("#upload-files")).to_contain_text(pdf.name)
+            # Gradio renders the stem and the extension in separate elements; the size appears once uploaded
+            expect(page.locator("#upload-files")).to_contain_text(re.compile(rf"{pdf.stem}\s*\.pdf"))
+            expect(page.locator("#upload-files")).to_contain_text("KB")
             page.locator("#ingest-btn").click()
             status = page.locator("#ingest-status")
             expect(status).to_contain_text("Done.", timeout=180_000)
