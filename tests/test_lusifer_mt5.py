@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 from embedder import load_embedder
 from embedder.lusifer import LusiferModel
 from embedder.lusifer.mt5 import MT5Learner, relative_buckets
 from lusifer_rag.errors import CheckpointError
-from lusifer_reference import (TEXTS, cached_checkpoint, cached_embedder, llm_config, mt5_config, reference_embed,
+from lusifer_reference import (edited_copy, TEXTS, cached_checkpoint, cached_embedder, llm_config, mt5_config, reference_embed,
                                single_thread)
 
 P = "universal_learner.base_model.model."
@@ -40,19 +37,7 @@ def _ours(emb, role: str, instruction: str | None = None, texts: list[str] = TEX
 
 def _copy(tmp_path: Path, edit=None, config_edit=None) -> Path:
     """A copy of the cached mT5 checkpoint, its state dict and/or config.json edited."""
-    src, dst = cached_checkpoint("mistral", 0, ul="mt5").dir, tmp_path / "ckpt"
-    dst.mkdir(parents=True)
-    cfg = json.loads((src / "config.json").read_text())
-    if config_edit:
-        config_edit(cfg)
-    (dst / "config.json").write_text(json.dumps(cfg))
-    if edit is None:
-        shutil.copy(src / "model.safetensors", dst / "model.safetensors")
-    else:
-        state = load_file(str(src / "model.safetensors"))
-        edit(state)
-        save_file(state, str(dst / "model.safetensors"))
-    return dst
+    return edited_copy(cached_checkpoint("mistral", 0, ul="mt5").dir, tmp_path / "ckpt", edit, config_edit)
 
 
 @pytest.mark.parametrize("attention", ["padded", "packed"])
