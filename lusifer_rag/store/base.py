@@ -430,6 +430,12 @@ def sparse_of(vector: Any, spec: CollectionSpec) -> SparseVector | None:
     return SparseVector(sv.indices, sv.values)
 
 
+def point_from_record(id: str, vector: Any, payload: dict | None, spec: CollectionSpec, with_vectors: bool) -> Point:
+    """A scrolled backend record as our Point (vectors only when asked for)."""
+    return Point(id, dense_of(vector, spec) if with_vectors else None, payload or {},
+                 sparse_of(vector, spec) if with_vectors else None)
+
+
 def _dense_matrix(points: Sequence[Point], dim: int) -> np.ndarray:
     """Stack the batch's vectors: (b, dim) float32, refusing wrong sizes and non-finite values."""
     try:

@@ -34,7 +34,7 @@ import qdrant_edge as qe
 
 from ..errors import StoreError
 from .base import (DEFAULT_RRF_K, CollectionSpec, Hit, Point, QueryPlan, SparseVector, VectorStore, dense_of,
-                   register_backend, sparse_of)
+                   point_from_record, register_backend)
 from .filters import Filter, FilterBuilders, translate
 from .lock import StoreLock
 
@@ -305,11 +305,7 @@ class EdgeStore(VectorStore):
         )
         with self._dir.shard(name).use() as shard:
             records, nxt = shard.scroll(req)
-        points = [
-            Point(str(r.id), dense_of(r.vector, spec) if with_vectors else None, r.payload or {},
-                  sparse_of(r.vector, spec) if with_vectors else None)
-            for r in records
-        ]
+        points = [point_from_record(str(r.id), r.vector, r.payload, spec, with_vectors) for r in records]
         return points, (str(nxt) if nxt is not None else None)
 
     def _facet(self, name: str, key: str, flt: Filter | None, limit: int) -> dict[Any, int]:

@@ -22,7 +22,8 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from ..errors import StoreError
-from .base import CollectionSpec, Hit, Point, QueryPlan, SparseVector, VectorStore, dense_of, sparse_of
+from .base import (CollectionSpec, Hit, Point, QueryPlan, SparseVector, VectorStore, dense_of,
+                   point_from_record)
 from .filters import Filter, FilterBuilders, translate
 
 META_KEY = "lusifer_rag"
@@ -187,11 +188,7 @@ class ServerStore(VectorStore):
                 name, scroll_filter=translate(flt, _FILTERS), limit=limit, offset=offset, with_payload=True,
                 with_vectors=bool(with_vectors),
             )
-        points = [
-            Point(_id(r.id), dense_of(r.vector, spec) if with_vectors else None, r.payload or {},
-                  sparse_of(r.vector, spec) if with_vectors else None)
-            for r in records
-        ]
+        points = [point_from_record(_id(r.id), r.vector, r.payload, spec, with_vectors) for r in records]
         return points, (_id(nxt) if nxt is not None else None)
 
     def _facet(self, name: str, key: str, flt: Filter | None, limit: int) -> dict[Any, int]:
