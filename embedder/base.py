@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -13,6 +14,9 @@ import torch
 from lusifer_rag.errors import EmbedderError
 
 from .batching import TokenBatch, TokenizedTexts, plan_batches
+
+if TYPE_CHECKING:
+    from lusifer_rag.tokens import TokenCounter
 
 Role = Literal["query", "document"]
 
@@ -32,6 +36,9 @@ class Embedder(ABC):
     tokenizer: Any
     pad_id: int
     fingerprint: str
+    #: the tokenizer adds its special tokens (BERT's [CLS]/[SEP], XLM-R's <s>/</s>); False where the template
+    #: writes them literally (LUSIFER)
+    add_special_tokens: bool = True
     #: pad batches to a multiple of this (the official LUSIFER code pads to 8)
     pad_to_multiple_of: int = 1
     #: True when ``embed_batch`` runs unpadded (packed) kernels: the token budget then ignores padding
@@ -59,10 +66,23 @@ class Embedder(ABC):
     def tokenize(self, texts: list[str], truncate: bool = True) -> list[list[int]]:
         """Token ids of already formatted texts (cut to ``max_tokens`` if ``truncate``), one fast-tokenizer call."""
         enc = self.tokenizer(
-            texts, truncation=truncate, max_length=self.max_tokens if truncate else None,
-            return_attention_mask=False, return_token_type_ids=False, verbose=False,
+            texts, add_special_tokens=self.add_special_tokens, truncation=truncate,
+            max_length=self.max_tokens if truncate else None, return_attention_mask=False,
+            return_token_type_ids=False, verbose=False,
         )
         return enc["input_ids"]
+
+    def token_counter(self, role: Role = "document", instruction: str | None = None) -> "TokenCounter | None":
+        """A light, picklable equivalent of ``count_tokens(texts, role, instruction)`` (the Rust tokenizer and
+        the template only), or None when the tokenizer has no Rust backend to carry."""
+        from lusifer_rag.tokens import TokenCounter
+
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return None
+        marker = "\uE000text\uE000"  # private-use characters: never inside a template
+        head, _, tail = self.format_texts([marker], role, instruction)[0].partition(marker)
+        return TokenCounter(backend.to_str(), head, tail, self.add_special_tokens)
 
     def batch_token_budget(self) -> int:
         if self.max_batch_tokens:
@@ -137,6 +157,22 @@ class Embedder(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(spec={self.spec!r}, dim={self.dim}, fingerprint={self.fingerprint[:12]!r})"
+
+
+def weightless(embedder) -> Any:
+    """A copy of ``embedder`` without its model weights: tokenizer, templates, spec, dim and fingerprint only.
+    Enough to chunk (``count_tokens``), build BM25 vectors and check a collection; cheap to ship to workers."""
+    def holds_module(v: Any) -> bool:
+        if isinstance(v, torch.nn.Module):
+            return True
+        return isinstance(v, (list, tuple)) and any(holds_module(x) for x in v)
+
+    view = copy.copy(embedder)
+    for key, value in vars(embedder).items():
+        if holds_module(value):
+            setattr(view, key, None)
+    view.replicas = ()
+    return view
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -92,12 +92,16 @@ class CombinedIdentifier(LanguageIdentifier):
         out = self.primary.predict(texts)
         unsure = [i for i, (_, conf) in enumerate(out) if conf < self.threshold]
         if unsure:
-            with _lock:
-                if self._secondary is None:
-                    self._secondary = Py3LangidIdentifier()
-            for i, pred in zip(unsure, self._secondary.predict([texts[i] for i in unsure])):
+            for i, pred in zip(unsure, self.secondary().predict([texts[i] for i in unsure])):
                 out[i] = pred
         return out
+
+    def secondary(self) -> LanguageIdentifier:
+        """py3langid, loaded on first need (~0.5 s)."""
+        with _lock:
+            if self._secondary is None:
+                self._secondary = Py3LangidIdentifier()
+        return self._secondary
 
 
 #: tried in order; the first that loads is used
@@ -126,6 +130,14 @@ def get_identifier() -> LanguageIdentifier:
                 else:
                     raise IngestError(f"no language identifier could be loaded ({'; '.join(errors)})")
     return _identifier
+
+
+def preload() -> None:
+    """Load every model the identifier may use now: the ingest pipeline calls it in a background thread so the
+    loading overlaps the parsing of the first files instead of delaying the first chunks."""
+    identifier = get_identifier()
+    if isinstance(identifier, CombinedIdentifier):
+        identifier.secondary()
 
 
 def detect_languages(texts: Sequence[str], max_chars: int = MAX_CHARS) -> list[tuple[str, float]]:

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -114,6 +115,25 @@ def _load(path: str, max_bytes: int | None) -> LoadedDocument:  # runs in a work
     return load_document(path, max_bytes=max_bytes) if max_bytes else load_document(path)
 
 
+# ---- worker processes: parse + chunk (tokenizer and language models loaded once per worker) ----------------
+_worker: tuple[Chunker, int | None] | None = None
+
+
+def _init_chunk_worker(counter, chunking: ChunkingParams, max_bytes: int | None) -> None:
+    """``counter``: the embedder's TokenCounter, or a weightless copy of the embedder when it has none."""
+    global _worker
+    if not callable(counter):
+        counter = _document_counter(counter)
+    _worker = (Chunker(count_tokens=counter, max_tokens=chunking.max_tokens, overlap_tokens=chunking.overlap_tokens),
+               max_bytes)
+    _preload_language_models()
+
+
+def _parse_and_chunk(plan: "FilePlan") -> tuple["FileResult", list[tuple[str, dict]]]:
+    chunker, max_bytes = _worker
+    return chunk_document(chunker, plan, lambda: _load(plan.path, max_bytes))
+
+
 class Progress:
     """tqdm bars on a terminal; one plain line per file with LUSIFER_RAG_PROGRESS=plain; silent otherwise."""
 
@@ -158,6 +178,7 @@ class Ingestor:
         self.state_salt = json.dumps({"chunking": asdict(self.chunking), "fingerprint": embedder.fingerprint,
                                       "sparse": self.sparse.params}, sort_keys=True)
         self._buffer: list[tuple[str, dict]] = []  # (point id, payload) waiting to be embedded
+        self._buffer_tokens = 0
         self._docs: list[tuple] = []  # documents whose chunks are all in _buffer
         self._ensure_collection()
 
@@ -266,24 +287,31 @@ class Ingestor:
                     self.on_progress(len(report.results), len(files), result)
 
         writer = _Writer(self)
-        pending: list[tuple[str, str, str, bool, Future]] = []  # (source, doc_id, state, replacing, future)
-        max_in_flight = max(2, 2 * self.workers)
+        pending: list[_Pending] = []
+        max_in_flight = max(4, 2 * self.workers)  # chunked documents waiting: bounded memory, workers kept busy
+        # workers parse and chunk; this thread embeds (the model stays in this process) and a writer upserts
+        pool = _ChunkPool(self.workers, (_worker_counter(self.embedder), self.chunking, self.max_bytes))
         try:
-            with ProcessPoolExecutor(self.workers, mp_context=_mp_context()) as pool:
-                for source, path in files:
-                    plan = self.plan_file(source, path)
-                    if isinstance(plan, FileResult):
-                        finish(plan)
-                        continue
-                    pending.append((source, plan.doc_id, plan.state, plan.replacing,
-                                    pool.submit(_load, str(path), self.max_bytes)))
-                    while len(pending) >= max_in_flight:
-                        self._process(pending.pop(0), writer, report, finish)
-                while pending:
-                    self._process(pending.pop(0), writer, report, finish)
-                self._flush(writer, report)
+            for source, path in files:
+                plan = self.plan_file(source, path)
+                if isinstance(plan, FileResult):
+                    finish(plan)
+                    continue
+                if report.embedded_tokens == 0 and not pending:
+                    # the first document is chunked here while the workers start (~1.5 s: tokenizer, language
+                    # models), so the embedder has work at once
+                    pending.append(_Pending(plan, _done(chunk_document(
+                        self.chunker, plan, lambda: _load(plan.path, self.max_bytes)))))
+                else:
+                    pending.append(pool.submit(plan))
+                while len(pending) >= max_in_flight:
+                    self._process(pending, pool, writer, report, finish)
+            while pending:
+                self._process(pending, pool, writer, report, finish)
+            self._flush(writer, report)
             writer.close()
         finally:
+            pool.close()
             writer.close(raise_errors=False)
             progress.close()
         if report.embedded_chunks:
@@ -308,15 +336,24 @@ class Ingestor:
         return FilePlan(source, str(path), doc_id, state, stored_state is not None and stored_state != state)
 
     # ---- internals -------------------------------------------------------------------------------
-    def _process(self, item, writer: "_Writer", report: IngestReport, finish) -> None:
-        source, doc_id, state, replacing, future = item
-        result, items = chunk_document(self.chunker, FilePlan(source, "", doc_id, state, replacing), future.result)
+    def _process(self, pending: list["_Pending"], pool: "_ChunkPool", writer: "_Writer", report: IngestReport,
+                 finish) -> None:
+        """Take the oldest pending document's chunks (embedding what is buffered while they are not ready)."""
+        item = pending[0]
+        if not item.future.done() and self._buffer_tokens >= self.embedder.batch_token_budget():
+            # the next document is still being chunked: embed what is ready instead of waiting (overlap)
+            self._flush(writer, report)
+        result, items = pool.result(pending)
+        plan = item.plan
+        doc_id, state = plan.doc_id, plan.state
         if result.status == "failed":
             finish(result)
             return
         self._buffer.extend(items)
         self._docs.append((doc_id, state, result, finish))
-        report.embedded_tokens += sum(p["metadata"]["token_count"] for _, p in items)
+        tokens = sum(p["metadata"]["token_count"] for _, p in items)
+        self._buffer_tokens += tokens
+        report.embedded_tokens += tokens
         if len(self._buffer) >= self.embed_batch_chunks:
             self._flush(writer, report)
 
@@ -328,7 +365,72 @@ class Ingestor:
         report.embedded_chunks += len(points)
         writer.put(points, list(self._docs))
         self._buffer.clear()
+        self._buffer_tokens = 0
         self._docs.clear()
+
+
+def _done(value) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
+
+
+@dataclass
+class _Pending:
+    plan: "FilePlan"
+    future: Future
+    retried: bool = False
+
+
+class _ChunkPool:
+    """Worker processes that parse and chunk. A worker that dies (a parser crash, killed for memory) breaks the
+    whole pool: the oldest pending file is reported failed, the pool restarts and the others are resubmitted,
+    so one hostile file fails alone (a resubmitted file that breaks it again is the culprit)."""
+
+    def __init__(self, workers: int, initargs: tuple, task: Callable = None, initializer: Callable = None):
+        self.workers, self.initargs = workers, initargs
+        self.task = task or _parse_and_chunk
+        self.initializer = initializer or _init_chunk_worker
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=_mp_context(), initializer=self.initializer,
+                                   initargs=self.initargs)
+
+    def submit(self, plan: "FilePlan") -> _Pending:
+        return _Pending(plan, self._pool.submit(self.task, plan))
+
+    def result(self, pending: list[_Pending]) -> tuple[FileResult, list[tuple[str, dict]]]:
+        """Pop the oldest pending file: its (result, chunk items)."""
+        while True:
+            item = pending[0]
+            try:
+                out = item.future.result()
+                pending.pop(0)
+                return out
+            except BrokenProcessPool as e:
+                self._restart(pending)
+                # one worker runs files in order, so the oldest unfinished one broke it; with several, any
+                # running file may have: all are retried once, and one that breaks a pool again fails
+                if self.workers == 1 or item.retried:
+                    pending.pop(0)
+                    source = item.plan.source
+                    return FileResult(source, "failed", "crash", f"{source}: the parser process died while "
+                                      f"reading it ({type(e).__name__}: out of memory, or a crash in a parsing "
+                                      "library)"), []
+
+    def _restart(self, pending: list[_Pending]) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._start()
+        for i, item in enumerate(pending):
+            if item.future.done() and item.future.exception() is None:
+                continue  # finished before the crash: keep its result
+            retry = i > 0 or self.workers > 1  # with one worker the oldest is failed, not retried
+            pending[i] = _Pending(item.plan, self._pool.submit(self.task, item.plan) if retry
+                                  else item.future, item.retried or retry)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -351,8 +453,23 @@ def sparse_encoder_for(embedder, chunking: ChunkingParams):
 
 def chunker_for(embedder, chunking: ChunkingParams) -> Chunker:
     """The chunker for ``embedder``: counts in its tokens, document template included (needs no weights)."""
-    return Chunker(count_tokens=lambda texts: embedder.count_tokens(texts, "document"),
+    return Chunker(count_tokens=_document_counter(embedder),
                    max_tokens=chunking.max_tokens, overlap_tokens=chunking.overlap_tokens)
+
+
+def _document_counter(embedder) -> Callable[[list[str]], list[int]]:
+    return lambda texts: embedder.count_tokens(texts, "document")
+
+
+def _worker_counter(embedder):
+    """What worker processes count tokens with: the light TokenCounter (imports only ``tokenizers``), else a
+    weightless copy of the embedder (its worker then imports torch and transformers: seconds per worker)."""
+    counter = embedder.token_counter("document")
+    if counter is not None:
+        return counter
+    from embedder.base import weightless
+
+    return weightless(embedder)
 
 
 def chunk_document(chunker: Chunker, plan: FilePlan, load: Callable[[], LoadedDocument]) -> tuple[FileResult, list[tuple[str, dict]]]:
@@ -404,6 +521,15 @@ def _empty(source: str) -> IngestError:
 def _message(source: str, e: Exception) -> str:
     text = str(e)
     return text if source in text or Path(source).name in text else f"{source}: {text}"
+
+
+def _preload_language_models() -> None:
+    from .langid import preload
+
+    try:
+        preload()
+    except Exception:  # noqa: BLE001 - the first real detection raises the same error with its context
+        pass
 
 
 def _mp_context():

@@ -19,7 +19,6 @@ Python entry point: :func:`ingest_with_ray`; CLI: ``lusifer-rag ingest PATH... -
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -32,6 +31,8 @@ import numpy as np
 
 from lusifer_rag.errors import ConfigError, IngestError, StoreError
 from lusifer_rag.store import Point, VectorStore, open_store, parse_location
+
+from embedder.base import weightless
 
 from .chunking import ChunkingParams
 from .pipeline import (FilePlan, FileResult, Ingestor, IngestReport, Progress, _load, chunk_document, chunker_for,
@@ -160,24 +161,6 @@ def ingest_from_args(args, settings) -> IngestReport:
         api_key=settings.qdrant_api_key, embedder_options={k: v for k, v in options.items() if v is not None},
         embed_batch_chunks=settings.ingest_batch_chunks, prune=args.prune,
     )
-
-
-def weightless(embedder) -> Any:
-    """A copy of ``embedder`` without its model weights: tokenizer, templates, spec, dim and fingerprint only.
-    Enough to chunk (``count_tokens``), build BM25 vectors and check a collection; cheap to ship to workers."""
-    import torch
-
-    def holds_module(v: Any) -> bool:
-        if isinstance(v, torch.nn.Module):
-            return True
-        return isinstance(v, (list, tuple)) and any(holds_module(x) for x in v)
-
-    view = copy.copy(embedder)
-    for key, value in vars(embedder).items():
-        if holds_module(value):
-            setattr(view, key, None)
-    view.replicas = ()
-    return view
 
 
 # ---- driver side ------------------------------------------------------------------------------------------

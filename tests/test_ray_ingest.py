@@ -16,7 +16,8 @@ ray = pytest.importorskip("ray")
 import pdf_factory  # noqa: E402
 from ingest.chunking import ChunkingParams  # noqa: E402
 from ingest.pipeline import Ingestor, doc_id_for  # noqa: E402
-from ingest.ray_ingest import ingest_with_ray, weightless  # noqa: E402
+from embedder.base import weightless  # noqa: E402
+from ingest.ray_ingest import ingest_with_ray  # noqa: E402
 from ingest.scale import ScaleSettings, is_deferred  # noqa: E402
 from lusifer_rag.errors import ConfigError  # noqa: E402
 from lusifer_rag.store import Filter, open_store  # noqa: E402

@@ -72,6 +72,7 @@ class LusiferEmbedder(Embedder):
     max_tokens = 512
     pad_id = 1
     pad_to_multiple_of = 8
+    add_special_tokens = False  # the templates write <s>/</s> literally; tokens cut from the right
 
     def __init__(self, arg: str, device: str | None = None, dtype: str | torch.dtype | None = None,
                  attention: str = "auto", packed_kernel: str = "auto", max_batch_tokens: int | None = None,
@@ -128,14 +129,6 @@ class LusiferEmbedder(Embedder):
         head, tail = template.split("{text}")
         head = head.format(instruction=instruction)
         return [head + t + tail for t in texts]
-
-    def tokenize(self, texts: list[str], truncate: bool = True) -> list[list[int]]:
-        """Whole formatted strings, no added special tokens (the literal <s>/</s> are), cut from the right."""
-        enc = self.tokenizer(
-            texts, add_special_tokens=False, truncation=truncate, max_length=self.max_tokens if truncate else None,
-            return_attention_mask=False, return_token_type_ids=False, verbose=False,
-        )
-        return enc["input_ids"]
 
     def embed_batch(self, batch: TokenBatch, replica: Any = None) -> torch.Tensor:
         model, dev = replica if replica is not None else self.replicas[0]

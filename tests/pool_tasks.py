@@ -1,0 +1,18 @@
+"""Task functions for the ingest worker pool tests; they live in a module so worker processes can import them."""
+
+from __future__ import annotations
+
+import os
+
+from ingest.pipeline import FileResult
+
+
+def init(_: object) -> None:
+    pass
+
+
+def crash_on_marker(plan) -> tuple[FileResult, list]:
+    """Kills its worker process (as a parser segfault or the OOM killer would) for files named *crash*."""
+    if "crash" in os.path.basename(plan.source):
+        os._exit(139)
+    return FileResult(plan.source, "ingested", chunks=1), [(plan.source, {"pid": os.getpid()})]
