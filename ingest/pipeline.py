@@ -122,11 +122,24 @@ _worker: tuple[Chunker, int | None] | None = None
 def _init_chunk_worker(counter, chunking: ChunkingParams, max_bytes: int | None) -> None:
     """``counter``: the embedder's TokenCounter, or a weightless copy of the embedder when it has none."""
     global _worker
+    _exit_with_parent()
     if not callable(counter):
         counter = _document_counter(counter)
     _worker = (Chunker(count_tokens=counter, max_tokens=chunking.max_tokens, overlap_tokens=chunking.overlap_tokens),
                max_bytes)
     _preload_language_models()
+
+
+def _exit_with_parent() -> None:
+    """A pool worker blocks on its task queue forever when the main process is killed (kill -9, OOM): it holds
+    the queue's write end itself, so it never reads EOF. Watch the parent and leave with it."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    parent = mp.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(0)), name="exit-with-parent",
+                         daemon=True).start()
 
 
 def _parse_and_chunk(plan: "FilePlan") -> tuple["FileResult", list[tuple[str, dict]]]:

@@ -145,6 +145,31 @@ def _cli(args, env, **kw):
 
 
 @pytest.mark.slow
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's reaping is pending
+
+
 def test_kill9_mid_run_then_rerun_completes_without_duplicates(tmp_path, e5, udhr):
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -165,8 +190,14 @@ def test_kill9_mid_run_then_rerun_completes_without_duplicates(tmp_path, e5, udh
             break
         done += line.startswith("[")
     assert proc.poll() is None, "ingest finished before it could be killed: " + proc.stderr.read()
+    helpers = _descendants(proc.pid)  # the forkserver and the parse/chunk worker
+    assert helpers, "the ingest runs no worker process"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 20  # nothing is left behind holding memory
+    while time.time() < deadline and any(_alive(p) for p in helpers):
+        time.sleep(0.2)
+    assert not [p for p in helpers if _alive(p)], "worker processes outlived the killed ingest"
 
     rerun = _cli(["ingest", str(docs), "--workers", "1", "--report", str(tmp_path / "r.json")], env, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
