@@ -128,6 +128,9 @@ def _init_chunk_worker(counter, chunking: ChunkingParams, max_bytes: int | None)
     _worker = (Chunker(count_tokens=counter, max_tokens=chunking.max_tokens, overlap_tokens=chunking.overlap_tokens),
                max_bytes)
     _preload_language_models()
+    # ready at full priority (the first chunks are awaited); from now on parsing fills the gaps the embedder
+    # leaves: with a CPU embedder the cores are the embedder's, and oversubscribing them costs more than it gives
+    os.nice(10)
 
 
 def _exit_with_parent() -> None:
