@@ -47,7 +47,7 @@ class AppOptions:
 
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
     search_concurrency: int = 4
-    ingest_workers: int | None = None  # parser processes; None: Ingestor's default
+    ingest_workers: int | None = None  # parse/chunk processes; None: Ingestor's default (0 with a CPU embedder)
     auth: tuple[str, str] | None = None
 
     @classmethod

@@ -19,7 +19,8 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", metavar="FILE", help="write a JSON report of every file")
     p.add_argument("--max-tokens", type=int, help="chunk size cap in the embedder's tokens, template included")
     p.add_argument("--overlap", type=int, help="overlap between chunks in tokens")
-    p.add_argument("--workers", type=int, help="parser processes (default: cores - 1); with --ray: embedding actors (default: GPUs)")
+    p.add_argument("--workers", type=int, help="parse/chunk processes (default: cores - 1 with a GPU embedder, 0 = in this process with a CPU "
+                   "embedder); with --ray: embedding actors (default: GPUs)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run on Ray Data: a cluster address (auto, ray://head:10001) or none for a local Ray")
     p.add_argument("--shards", type=int, help="with --ray, a new server collection: shards (one writer each)")

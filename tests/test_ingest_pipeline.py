@@ -58,10 +58,11 @@ def store(tmp_path):
     s.close()
 
 
-def test_ingest_reingest_is_noop_and_payload_is_complete(tmp_path, store, e5, udhr):
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "worker-pool"])
+def test_ingest_reingest_is_noop_and_payload_is_complete(tmp_path, store, e5, udhr, workers):
     files = write_corpus(tmp_path / "docs", udhr)
     pdf = pdf_factory.english_pdf(tmp_path / "docs" / "overview.pdf")
-    ing = Ingestor(store, "c", e5, ChunkingParams(max_tokens=128, overlap_tokens=16), workers=1)
+    ing = Ingestor(store, "c", e5, ChunkingParams(max_tokens=128, overlap_tokens=16), workers=workers)
     r1 = ing.ingest([tmp_path / "docs"])
     assert r1.exit_code == 0, r1.to_json()
     assert sorted(Path(r.source).name for r in r1.by_status("ingested")) == sorted(p.name for p in files + [pdf])
@@ -78,7 +79,8 @@ def test_ingest_reingest_is_noop_and_payload_is_complete(tmp_path, store, e5, ud
         assert md["token_count"] <= 128
         assert md["char_end"] - md["char_start"] == len(p.payload["page_content"])
 
-    r2 = Ingestor(store, "c", e5, ChunkingParams(max_tokens=128, overlap_tokens=16), workers=1).ingest([tmp_path / "docs"])
+    r2 = Ingestor(store, "c", e5, ChunkingParams(max_tokens=128, overlap_tokens=16),
+                  workers=1 - workers).ingest([tmp_path / "docs"])  # the other path agrees: nothing to redo
     assert r2.embedded_chunks == 0  # nothing re-embedded
     assert len(r2.by_status("skipped")) == len(files) + 1 and store.count("c") == n
 
@@ -116,7 +118,8 @@ def test_chunking_change_reindexes_and_other_embedder_is_refused(tmp_path, store
     assert "e5-small" in msg and tiny_hf_embedder.spec in msg
 
 
-def test_bad_inputs_are_reported_and_the_rest_is_ingested(tmp_path, store, e5, udhr):
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "worker-pool"])
+def test_bad_inputs_are_reported_and_the_rest_is_ingested(tmp_path, store, e5, udhr, workers):
     docs = tmp_path / "docs"
     write_corpus(docs, udhr, langs=("en",))
     good_pdf = pdf_factory.english_pdf(docs / "good.pdf")
@@ -126,7 +129,7 @@ def test_bad_inputs_are_reported_and_the_rest_is_ingested(tmp_path, store, e5, u
     pdf_factory.binary_file(docs / "fake.pdf")
     (docs / "empty.txt").write_bytes(b"")
     (docs / "blank.md").write_text("   \n\n  ", encoding="utf-8")
-    report = Ingestor(store, "c", e5, ChunkingParams(max_tokens=128), workers=1).ingest([docs])
+    report = Ingestor(store, "c", e5, ChunkingParams(max_tokens=128), workers=workers).ingest([docs])
     failed = {Path(r.source).name: r for r in report.by_status("failed")}
     assert set(failed) == {"locked.pdf", "scan.pdf", "broken.pdf", "fake.pdf", "empty.txt", "blank.md"}
     assert failed["locked.pdf"].reason == "encrypted"
@@ -281,3 +284,16 @@ def test_workers_chunk_exactly_like_this_process(tmp_path, e5, udhr):
             assert strip(got) == strip(want)
     finally:
         pool.close()
+
+
+def test_default_workers_follow_the_embedder_device(e5):
+    """A CPU embedder owns the cores: chunking runs in-process; an accelerator embedder gets cores − 1 workers."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ingest.pipeline import default_workers
+
+    assert default_workers(e5) == 0
+    gpu = SimpleNamespace(devices=[torch.device("cuda", 0)])
+    assert default_workers(gpu) == max(1, (os.cpu_count() or 2) - 1)
