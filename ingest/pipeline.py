@@ -5,8 +5,9 @@ fingerprint, sparse encoder). Point ids are uuid5(doc_id, state, chunk_no), so r
 rewrites the same points (no duplicates). A document is complete when the store holds ``chunk_count`` points
 with its current state; points of an older state are deleted only after the new ones are written.
 
-Parsing runs in worker processes, chunking + embedding in the calling thread, upserts in a writer thread:
-the three overlap, and bounded queues keep memory flat on large inputs.
+Worker processes parse and chunk (with an accelerator embedder; a CPU embedder's cores are its own, so there
+the calling thread does it between embeddings), the calling thread embeds, a writer thread upserts; bounded
+queues keep memory flat on large inputs.
 """
 
 from __future__ import annotations
@@ -125,8 +126,7 @@ def _init_chunk_worker(counter, chunking: ChunkingParams, max_bytes: int | None)
     _exit_with_parent()
     if not callable(counter):
         counter = _document_counter(counter)
-    _worker = (Chunker(count_tokens=counter, max_tokens=chunking.max_tokens, overlap_tokens=chunking.overlap_tokens),
-               max_bytes)
+    _worker = (Chunker.from_params(counter, chunking), max_bytes)
     _preload_language_models()
     # ready at full priority (the first chunks are awaited); from now on parsing fills the gaps the embedder
     # leaves: with a CPU embedder the cores are the embedder's, and oversubscribing them costs more than it gives
@@ -472,8 +472,7 @@ def sparse_encoder_for(embedder, chunking: ChunkingParams):
 
 def chunker_for(embedder, chunking: ChunkingParams) -> Chunker:
     """The chunker for ``embedder``: counts in its tokens, document template included (needs no weights)."""
-    return Chunker(count_tokens=_document_counter(embedder),
-                   max_tokens=chunking.max_tokens, overlap_tokens=chunking.overlap_tokens)
+    return Chunker.from_params(_document_counter(embedder), chunking)
 
 
 def default_workers(embedder) -> int:

@@ -16,3 +16,8 @@ def crash_on_marker(plan) -> tuple[FileResult, list]:
     if "crash" in os.path.basename(plan.source):
         os._exit(139)
     return FileResult(plan.source, "ingested", chunks=1), [(plan.source, {"pid": os.getpid()})]
+
+
+def niceness(plan) -> tuple[FileResult, list]:
+    """The worker's scheduling niceness (after the real pool initializer ran)."""
+    return FileResult(plan.source, "ingested"), [("nice", {"nice": os.nice(0)})]

@@ -297,3 +297,17 @@ def test_default_workers_follow_the_embedder_device(e5):
     assert default_workers(e5) == 0
     gpu = SimpleNamespace(devices=[torch.device("cuda", 0)])
     assert default_workers(gpu) == max(1, (os.cpu_count() or 2) - 1)
+
+
+def test_ready_workers_yield_the_cores_to_the_embedder(e5):
+    """After the real initializer, a worker runs at a lower priority than this process."""
+    import pool_tasks
+
+    from ingest.pipeline import FilePlan, _ChunkPool
+
+    pool = _ChunkPool(1, (e5.token_counter(), ChunkingParams(max_tokens=128), None), task=pool_tasks.niceness)
+    try:
+        _, items = pool.result([pool.submit(FilePlan("x", "x", "d", "s", False))])
+    finally:
+        pool.close()
+    assert items[0][1]["nice"] >= min(19, os.nice(0) + 10)  # niceness tops out at 19
