@@ -223,7 +223,7 @@ def bench_ingest(args: argparse.Namespace) -> None:
         rounds: list[dict[str, float]] = []  # seconds per route, per round: the paired ratios show the noise
         for rep in range(args.repeats):
             rounds.append({})
-            for name in routes:
+            for name in routes[rep % len(routes):] + routes[:rep % len(routes)]:  # each route leads a round
                 work = tmp / f"{name}-{rep}"
                 timer.seconds = timer.calls = 0
                 wrapped = TimedEmbeddings(plain if name == "langchain" else LusiferEmbeddings(emb))
@@ -312,7 +312,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="8 PDFs, 20k points")
     ap.add_argument("--pdfs", type=int, help="PDFs in the corpus (default 24, quick 8)")
     ap.add_argument("--embedder", default="e5-small", help="embedder spec used by both routes")
-    ap.add_argument("--repeats", type=int, default=1, help="runs per route, alternating; best kept")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of all routes (the first route rotates each round); best kept per route")
     ap.add_argument("--points", type=int, help="points for the store part (default 100000, quick 20000)")
     ap.add_argument("--queries", type=int, default=200, help="queries per store backend")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: all cores)")
