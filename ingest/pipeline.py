@@ -151,22 +151,28 @@ def _parse_and_chunk(plan: "FilePlan") -> tuple["FileResult", list[tuple[str, di
 
 
 class Progress:
-    """tqdm bars on a terminal; one plain line per file with LUSIFER_RAG_PROGRESS=plain; silent otherwise."""
+    """tqdm bars on a terminal (files with ETA; chunks and tokens/s embedded so far, read from ``report``); one
+    plain line per file with LUSIFER_RAG_PROGRESS=plain; silent otherwise."""
 
-    def __init__(self, total: int, mode: str | None = None):
+    def __init__(self, total: int, mode: str | None = None, report: IngestReport | None = None):
         mode = mode or os.environ.get("LUSIFER_RAG_PROGRESS") or ("bar" if sys.stderr.isatty() and not os.environ.get("CI") else "off")
-        self.mode, self.total, self.done, self.t0, self.tokens = mode, total, 0, time.time(), 0
+        self.mode, self.total, self.done, self.t0 = mode, total, 0, time.time()
+        self.report = report or IngestReport("")
         self.bar = None
         if mode == "bar":
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, unit="file", dynamic_ncols=True)
 
+    def status_line(self, result: FileResult) -> str:
+        rate = self.report.embedded_tokens / max(time.time() - self.t0, 1e-9)
+        return (f"{result.status} {Path(result.source).name[:30]} | {self.report.embedded_chunks:,} chunks | "
+                f"{rate:,.0f} tok/s")
+
     def file_done(self, result: FileResult) -> None:
         self.done += 1
         if self.bar is not None:
-            rate = self.tokens / max(time.time() - self.t0, 1e-9)
-            self.bar.set_postfix_str(f"{result.status} {Path(result.source).name[:30]} | {rate:,.0f} tok/s")
+            self.bar.set_postfix_str(self.status_line(result))
             self.bar.update(1)
         elif self.mode == "plain":
             print(f"[{self.done}/{self.total}] {result.status} {result.source}"
@@ -292,7 +298,7 @@ class Ingestor:
         """Ingest ``(source, path)`` pairs: the source is the document's identity, the path where to read it."""
         t0 = time.time()
         report = IngestReport(self.collection)
-        progress = Progress(len(files), self.progress_mode)
+        progress = Progress(len(files), self.progress_mode, report)
         lock = threading.Lock()  # the writer thread finishes files too
 
         def finish(result: FileResult) -> None:
@@ -304,6 +310,7 @@ class Ingestor:
 
         writer = _Writer(self)
         pending: list[_Pending] = []
+        chunked_any = False
         max_in_flight = max(4, 2 * self.workers)  # chunked documents waiting: bounded memory, workers kept busy
         # workers parse and chunk; this thread embeds (the model stays in this process) and a writer upserts;
         # workers=0: this thread parses and chunks too, between embeddings
@@ -315,11 +322,12 @@ class Ingestor:
                 if isinstance(plan, FileResult):
                     finish(plan)
                     continue
-                if pool is None or report.embedded_tokens == 0 and not pending:
+                if pool is None or not chunked_any:
                     # with workers, the first document is chunked here while they start (~1.5 s: tokenizer,
                     # language models), so the embedder has work at once
                     pending.append(_Pending(plan, _done(chunk_document(
                         self.chunker, plan, lambda: _load(plan.path, self.max_bytes)))))
+                    chunked_any = True
                 else:
                     pending.append(pool.submit(plan))
                 while len(pending) >= max_in_flight:
@@ -370,9 +378,7 @@ class Ingestor:
             return
         self._buffer.extend(items)
         self._docs.append((doc_id, state, result, finish))
-        tokens = sum(p["metadata"]["token_count"] for _, p in items)
-        self._buffer_tokens += tokens
-        report.embedded_tokens += tokens
+        self._buffer_tokens += sum(p["metadata"]["token_count"] for _, p in items)
         if len(self._buffer) >= self.embed_batch_chunks:
             self._flush(writer, report)
 
@@ -382,6 +388,7 @@ class Ingestor:
         ids, payloads = zip(*self._buffer)
         points = embed_points(self.embedder, self.sparse, ids, payloads)
         report.embedded_chunks += len(points)
+        report.embedded_tokens += self._buffer_tokens
         writer.put(points, list(self._docs))
         self._buffer.clear()
         self._buffer_tokens = 0

@@ -111,7 +111,7 @@ def ingest_with_ray(
     with open_store(store_location, api_key=api_key) as store:
         planner = _Planner(store, collection, view, chunking, scale)
         report = IngestReport(collection)
-        progress = Progress(len(files), progress_mode)
+        progress = Progress(len(files), progress_mode, report)
 
         def finish(result: FileResult) -> None:
             report.results.append(result)

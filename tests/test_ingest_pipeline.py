@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -83,6 +84,19 @@ def test_ingest_reingest_is_noop_and_payload_is_complete(tmp_path, store, e5, ud
                   workers=1 - workers).ingest([tmp_path / "docs"])  # the other path agrees: nothing to redo
     assert r2.embedded_chunks == 0  # nothing re-embedded
     assert len(r2.by_status("skipped")) == len(files) + 1 and store.count("c") == n
+
+
+def test_progress_bar_shows_files_chunks_and_tokens_per_second(tmp_path, store, e5, udhr, capsys):
+    files = write_corpus(tmp_path / "docs", udhr, langs=("en", "sw", "ja"), articles=(1, 3))
+    report = Ingestor(store, "p", e5, embed_batch_chunks=2, progress_mode="bar").ingest([tmp_path / "docs"])
+    points = all_points(store, "p")
+    # tokens are counted as they are embedded: exactly the stored chunks' token counts
+    assert report.embedded_tokens == sum(p.payload["metadata"]["token_count"] for p in points) > 0
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert f"{len(files)}/{len(files)}" in final, final
+    assert f"| {len(points):,} chunks |" in final, final
+    rate = re.search(r"\| ([\d,]+) tok/s", final)
+    assert rate and int(rate.group(1).replace(",", "")) > 0, final
 
 
 def test_replace_on_change_and_prune(tmp_path, store, e5, udhr):
