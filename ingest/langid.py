@@ -133,8 +133,8 @@ def get_identifier() -> LanguageIdentifier:
 
 
 def preload() -> None:
-    """Load every model the identifier may use now: the ingest pipeline calls it in a background thread so the
-    loading overlaps the parsing of the first files instead of delaying the first chunks."""
+    """Load every model the identifier may use now: an ingest worker process calls it while it starts, so its
+    first chunks do not wait on a model load."""
     identifier = get_identifier()
     if isinstance(identifier, CombinedIdentifier):
         identifier.secondary()

@@ -487,13 +487,10 @@ def default_workers(embedder) -> int:
     workers overlap parsing and chunking with embedding. A CPU embedder already runs on every core: workers would
     only compete with it (measured on 2 cores: the embedder lost ~15% of its speed, more than the 2–4% that
     parsing and chunking take), so they run in this process, between embeddings (0)."""
-    if all(torch_device_type(d) == "cpu" for d in getattr(embedder, "devices", ()) or ("cpu",)):
+    # str() of a torch.device or a device string: "cpu", "cuda:0", "mps"
+    if all(str(d).split(":")[0] == "cpu" for d in getattr(embedder, "devices", ()) or ("cpu",)):
         return 0
     return max(1, (os.cpu_count() or 2) - 1)
-
-
-def torch_device_type(device) -> str:
-    return getattr(device, "type", None) or str(device).split(":")[0]
 
 
 def _document_counter(embedder) -> Callable[[list[str]], list[int]]:
