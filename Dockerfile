@@ -1,12 +1,13 @@
 # lusifer-rag web app.  CPU image (default):      docker build -t lusifer-rag .
-#                       GPU image (CUDA torch):   docker build --build-arg TORCH_SPEC=torch \
-#                                                   --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t lusifer-rag:gpu .
+#                       GPU image (CUDA torch):   docker build --build-arg TORCH_SPEC=torch -t lusifer-rag:gpu .
+# TORCH_INDEX (optional) is a PyTorch wheel index to take torch from, e.g. PyTorch's CPU-only index (`…/whl/cpu`)
+# for a CPU image a few GB smaller, or a CUDA-specific one (`…/whl/cu128`); empty: the default index.
 # The GPU image needs the NVIDIA container toolkit on the host (docker-compose.yml reserves the GPU).
 # Optional flash-attn (the `gpu` extra) needs a CUDA devel base image; PyTorch's own attention is used without it.
 FROM python:3.11-slim
 
 ARG TORCH_SPEC="torch==2.13.0"
-ARG TORCH_INDEX="https://download.pytorch.org/whl/cpu"
+ARG TORCH_INDEX=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -20,8 +21,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 1000 lusifer && mkdir -p /data /cache /models && chown lusifer /data /cache
 WORKDIR /app
 
-# torch first, from the chosen index: a plain `torch` requirement would pull a CUDA build into the CPU image
-RUN pip install --index-url "$TORCH_INDEX" --extra-index-url https://pypi.org/simple "$TORCH_SPEC"
+# torch first and pinned, from TORCH_INDEX when given (that index also serves torch's own dependencies)
+RUN if [ -n "$TORCH_INDEX" ]; then pip install --index-url "$TORCH_INDEX" "$TORCH_SPEC"; else pip install "$TORCH_SPEC"; fi
 COPY pyproject.toml README.md ./
 COPY lusifer_rag ./lusifer_rag
 COPY embedder ./embedder

@@ -31,7 +31,7 @@ class SearchHit:
     """A retrieved chunk plus the character span of its sentence closest to the query."""
 
     rank: int
-    chunk: object  # rag.types.RetrievedChunk
+    chunk: object  # lusifer_rag.rag.types.RetrievedChunk
     highlight: tuple[int, int] | None = None
 
     def to_json(self) -> dict:
@@ -75,7 +75,7 @@ class AppOptions:
 class IngestProgress:
     done: int
     total: int
-    result: object  # ingest.pipeline.FileResult
+    result: object  # lusifer_rag.ingest.pipeline.FileResult
 
 
 class RagService:
@@ -124,7 +124,7 @@ class RagService:
 
     # ---- search ----------------------------------------------------------------------------------
     def retriever(self):
-        from rag.retrieval import Retriever
+        from lusifer_rag.rag.retrieval import Retriever
 
         with self._lock:
             if self._retriever is None:
@@ -135,7 +135,7 @@ class RagService:
     def search(self, query: str, k: int = 10, languages: Sequence[str] | None = None,
                sources: Sequence[str] | None = None, mode: str | None = None,
                highlight: bool = True) -> list[SearchHit]:
-        from rag.retrieval import SearchFilters
+        from lusifer_rag.rag.retrieval import SearchFilters
 
         if not isinstance(query, str) or not query.strip():
             raise RagError("type something to search for (the query is empty)")
@@ -152,7 +152,7 @@ class RagService:
         """For each text, the (start, end) of its sentence closest to the query (embedding similarity, so it
         works across languages). Sentence vectors are cached per text (a collection's passages come back
         search after search); the uncached ones are embedded in one call."""
-        from ingest.chunking import sentence_spans
+        from lusifer_rag.ingest.chunking import sentence_spans
 
         out: list[tuple[int, int] | None] = [None] * len(texts)
         todo: dict[str, list[tuple[int, int]]] = {}  # text -> its sentence spans, for texts not cached
@@ -183,7 +183,7 @@ class RagService:
     def answerer(self):
         with self._lock:
             if self._answerer is None:
-                from rag.cli import make_answerer
+                from lusifer_rag.rag.cli import make_answerer
 
                 self._answerer = make_answerer(self.settings, self.embedder)
             return self._answerer
@@ -193,8 +193,8 @@ class RagService:
 
     def ask_stream(self, question: str, answer_language: str | None = None,
                    languages: Sequence[str] | None = None, k: int | None = None) -> Iterator[object]:
-        """Text deltas (str), then the final ``rag.types.Answer``."""
-        from rag.retrieval import SearchFilters
+        """Text deltas (str), then the final ``lusifer_rag.rag.types.Answer``."""
+        from lusifer_rag.rag.retrieval import SearchFilters
 
         if not isinstance(question, str) or not question.strip():
             raise RagError("ask a question (it is empty)")
@@ -219,7 +219,7 @@ class RagService:
     # ---- documents -------------------------------------------------------------------------------
     def ingestor(self):
         """The collection's ingest pipeline (creates the collection on first use)."""
-        from ingest.pipeline import Ingestor
+        from lusifer_rag.ingest.pipeline import Ingestor
 
         with self._lock:
             if self._ingestor is None:
@@ -273,7 +273,7 @@ class RagService:
             return self.ingestor().delete_document(source=source)
 
     def stats(self) -> dict:
-        from ingest.cli import collection_stats
+        from lusifer_rag.ingest.cli import collection_stats
 
         if not self.exists():
             return {"collection": self.collection, "points": 0, "documents": 0, "languages": {},

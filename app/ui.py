@@ -96,7 +96,7 @@ def citation_message(c) -> dict:
 
 
 def language_choices() -> list[tuple[str, str]]:
-    from rag.language import LANGUAGE_NAMES
+    from lusifer_rag.rag.language import LANGUAGE_NAMES
 
     return [("Same as the question", "auto")] + sorted(
         ((f"{native} ({english})" if native != english else english, code)

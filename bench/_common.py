@@ -13,9 +13,6 @@ from typing import Any, Callable, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 UDHR = ROOT / "tests" / "data" / "udhr"
-# the repo root goes first, also in worker processes that re-run this script: bench/ingest.py must not shadow
-# the ``ingest`` package
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if p != str(ROOT)]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # benches never reach the hub
 
 

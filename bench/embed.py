@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from embedder import load_embedder  # noqa: E402
-from embedder.batching import plan_batches  # noqa: E402
+from lusifer_rag.embedder import load_embedder  # noqa: E402
+from lusifer_rag.embedder.batching import plan_batches  # noqa: E402
 
 
 # ---- naive paths (official style) -------------------------------------------------------------------------
@@ -231,8 +231,8 @@ def lusifer_flops(ul: Any, llm: Any, lengths: np.ndarray) -> float:
 
 
 def bench_mfu(n: int, peak_tflops: float, smoke: bool, max_batch_tokens: int) -> list[dict]:
-    from embedder.lusifer.embedder import LusiferEmbedder
-    from embedder.lusifer.model import LusiferModel
+    from lusifer_rag.embedder.lusifer.embedder import LusiferEmbedder
+    from lusifer_rag.embedder.lusifer.model import LusiferModel
     from lusifer_reference import tokenizer as xlmr_tokenizer
 
     ul, llm = full_size_configs(small=smoke)

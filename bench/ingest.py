@@ -5,13 +5,13 @@ store backends at N points.
 
 Part 1 — ingest. A corpus of multilingual PDFs (UDHR in en fr es de sw yo ha vi, several pages each, fpdf2 with
 DejaVu Sans when installed, else Helvetica/latin-1) goes through
-  (a) ``ingest.pipeline.Ingestor`` into the embedded store (``lusifer_rag.store.open_store(dir)``, Qdrant Edge);
+  (a) ``lusifer_rag.ingest.pipeline.Ingestor`` into the embedded store (``lusifer_rag.store.open_store(dir)``, Qdrant Edge);
   (b) the plain LangChain route: ``PyPDFLoader`` → ``RecursiveCharacterTextSplitter`` →
       ``QdrantVectorStore.from_documents`` (qdrant-client local mode on a path) with LangChain's own
       ``HuggingFaceEmbeddings`` (sentence-transformers) on the same model directory, prefix and token cap —
       the same vectors (the max |diff| is printed); only for embedders sentence-transformers can load;
   (c) the same LangChain route with our embedder object wrapped as LangChain ``Embeddings``
-      (``rag.langchain.LusiferEmbeddings``): it separates what the pipeline gains from what the embedder's
+      (``lusifer_rag.langchain.LusiferEmbeddings``): it separates what the pipeline gains from what the embedder's
       batching gains. Without (b) (e.g. LUSIFER) the target is measured against (c).
 The splitter's chunk size is in characters: the corpus's characters-per-token × our chunk token cap, overlap 1/8,
 so the routes embed a similar number of tokens (the table shows chunks and tokens of each). The embedder is
@@ -91,7 +91,7 @@ def chars_per_token(files: list[Path], emb: Any) -> float:
 
 # ---- the two routes -------------------------------------------------------------------------------------
 def route_ours(files: list[Path], emb: Any, work: Path) -> dict:
-    from ingest.pipeline import Ingestor
+    from lusifer_rag.ingest.pipeline import Ingestor
     from lusifer_rag.store import open_store
 
     store = open_store(str(work / "edge"))
@@ -123,7 +123,7 @@ class TimedEmbeddings(Embeddings):
 def plain_langchain_embeddings(emb: Any) -> tuple[Any, str]:
     """LangChain's own class for a local Hugging Face encoder (sentence-transformers underneath) on the same
     model dir, document prefix and token cap as ``emb`` — what a LangChain user writes — or (None, why not)."""
-    from embedder.hf import HFEncoderEmbedder
+    from lusifer_rag.embedder.hf import HFEncoderEmbedder
 
     model_dir = getattr(emb, "model_dir", None)
     if not isinstance(emb, HFEncoderEmbedder) or model_dir is None:
@@ -175,7 +175,7 @@ def padding_factor(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
 def explain_padding(emb: Any, texts: list[str]) -> str:
     """Padding of the two batchers on the same texts: sentence-transformers sorts by characters and cuts
     batches of 32; ours sorts by tokens and cuts by a token budget."""
-    from embedder.batching import plan_batches
+    from lusifer_rag.embedder.batching import plan_batches
 
     lengths = np.minimum(np.asarray(emb.count_tokens(texts), dtype=np.int64), emb.max_tokens)  # truncated
     by_chars = np.argsort([-len(t) for t in texts], kind="stable")
@@ -187,8 +187,8 @@ def explain_padding(emb: Any, texts: list[str]) -> str:
 
 
 def bench_ingest(args: argparse.Namespace) -> None:
-    from embedder import load_embedder
-    from rag.langchain import LusiferEmbeddings
+    from lusifer_rag.embedder import load_embedder
+    from lusifer_rag.langchain import LusiferEmbeddings
 
     emb = load_embedder(args.embedder)
     emb.embed_documents(["warm-up", "Habari ya asubuhi"])

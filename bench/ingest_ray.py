@@ -1,4 +1,4 @@
-"""Throughput of the Ray Data ingest (``ingest.ray_ingest``) with 1 and 2 embedding workers, next to the
+"""Throughput of the Ray Data ingest (``lusifer_rag.ingest.ray_ingest``) with 1 and 2 embedding workers, next to the
 single-machine pipeline, on the same files, the same embedder and a fresh store each run.
 
     .venv/bin/python bench/ingest_ray.py                      # e5-small, UDHR x 20 languages x 3 copies
@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from embedder import load_embedder
-    from ingest.chunking import ChunkingParams
-    from ingest.pipeline import Ingestor
-    from ingest.ray_ingest import ingest_with_ray
+    from lusifer_rag.embedder import load_embedder
+    from lusifer_rag.ingest.chunking import ChunkingParams
+    from lusifer_rag.ingest.pipeline import Ingestor
+    from lusifer_rag.ingest.ray_ingest import ingest_with_ray
     from lusifer_rag.store import open_store
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ray-"))

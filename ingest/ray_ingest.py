@@ -1,4 +1,4 @@
-"""Batch ingestion on Ray Data: the single-machine pipeline (``ingest.pipeline``) spread over a Ray cluster.
+"""Batch ingestion on Ray Data: the single-machine pipeline (``lusifer_rag.ingest.pipeline``) spread over a Ray cluster.
 
     driver:   list files, hash them, skip complete ones (same state/point-id scheme as ``Ingestor``)
     CPU pool: parse + chunk (``chunk_document``; actors so the tokenizer is loaded once per worker)
@@ -32,7 +32,7 @@ import numpy as np
 from lusifer_rag.errors import ConfigError, IngestError, StoreError
 from lusifer_rag.store import Point, VectorStore, open_store, parse_location
 
-from embedder.base import weightless
+from lusifer_rag.embedder.base import weightless
 
 from .chunking import ChunkingParams
 from .pipeline import (FilePlan, FileResult, Ingestor, IngestReport, Progress, _load, chunk_document, chunker_for,
@@ -40,9 +40,8 @@ from .pipeline import (FilePlan, FileResult, Ingestor, IngestReport, Progress, _
 from .scale import ScaleSettings, can_defer, finish_bulk_load
 
 if TYPE_CHECKING:
-    from embedder import Embedder
+    from lusifer_rag.embedder import Embedder
 
-ROOT = Path(__file__).resolve().parents[1]
 CHUNK_COLUMNS = ("id", "doc_id", "state", "text", "payload", "result", "tokens")
 
 
@@ -192,10 +191,8 @@ def _connect(address: str | None, runtime_env: dict[str, Any] | None) -> None:
     if ray.is_initialized():
         return
     if address in (None, "", "local"):
-        # a local Ray runs this checkout; its workers need it on their path (the package may not be installed)
-        pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        env = {"env_vars": {"PYTHONPATH": pythonpath}, **(runtime_env or {})}
-        ray.init(runtime_env=env, log_to_driver=False, include_dashboard=False)
+        # a local Ray's workers run this Python, where lusifer_rag is installed (a wheel or an editable install)
+        ray.init(runtime_env=runtime_env, log_to_driver=False, include_dashboard=False)
     else:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
 
@@ -249,7 +246,7 @@ def _complete(planner: _Planner, written: Iterator[dict], report: IngestReport, 
 
 # ---- Ray workers --------------------------------------------------------------------------------------------
 def _describe(spec: str, device: str, options: dict) -> Any:
-    from embedder import load_embedder
+    from lusifer_rag.embedder import load_embedder
 
     return weightless(load_embedder(spec, device=device, **options))
 
@@ -285,7 +282,7 @@ class _Embed:
     inside ``embed_documents``) and adds ``dense`` (n, dim) and BM25 ``sparse_indices``/``sparse_values`` bytes."""
 
     def __init__(self, spec: str, device: str, options: dict, chunking: ChunkingParams):
-        from embedder import load_embedder
+        from lusifer_rag.embedder import load_embedder
 
         self.embedder = load_embedder(spec, device=device, **options)
         self.sparse = sparse_encoder_for(self.embedder, chunking)
@@ -315,7 +312,7 @@ class _WriteContext:
 
 def points_from_batch(batch: dict[str, np.ndarray]) -> list[Point]:
     """Store points of an embedded batch's chunk rows (failed-file rows skipped)."""
-    from embedder.sparse import SparseVector
+    from lusifer_rag.embedder.sparse import SparseVector
 
     ok = np.flatnonzero(batch["id"] != "")
     return [

@@ -49,7 +49,7 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
 def _embed(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
 
-    from embedder import load_embedder
+    from lusifer_rag.embedder import load_embedder
 
     texts = list(args.texts)
     if args.file:
@@ -93,7 +93,7 @@ def _models_args(p: argparse.ArgumentParser) -> None:
 
 @command("models", "list embedder kinds, the offline models available here, and the settings", _models_args)
 def _models(args: argparse.Namespace, settings: Settings) -> int:
-    from embedder import available
+    from lusifer_rag.embedder import available
 
     print("Embedder specs:")
     for kind, help in available():
@@ -141,7 +141,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- entry point -------------------------------------------------------------------------------------
 #: modules whose commands join this CLI (imported lazily so that `lusifer-rag models` stays light)
-COMMAND_MODULES = ("ingest.cli", "rag.cli", "rag.eval.cli", "app.cli")
+COMMAND_MODULES = ("lusifer_rag.ingest.cli", "lusifer_rag.rag.cli", "lusifer_rag.rag.eval.cli", "lusifer_rag.app.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ def open_store_from(settings: Settings):
 
 def get_embedder(settings: Settings, spec: str | None = None):
     """The process-wide embedder for ``spec`` (default: settings.embedder), built once."""
-    from embedder import load_embedder
+    from lusifer_rag.embedder import load_embedder
 
     spec = spec or settings.embedder
     key = (spec, settings.device, settings.dtype)

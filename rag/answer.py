@@ -38,7 +38,7 @@ class Answerer:
         max_source_chars: int = DEFAULT_MAX_SOURCE_CHARS,
     ):
         if not isinstance(llm, LLMBackend):
-            raise ConfigError(f"llm must be an LLMBackend (see rag.llm.load_llm), got {type(llm).__name__}")
+            raise ConfigError(f"llm must be an LLMBackend (see lusifer_rag.rag.llm.load_llm), got {type(llm).__name__}")
         if not isinstance(max_sources, int) or max_sources < 1:
             raise ConfigError(f"max_sources must be a positive integer, got {max_sources!r}")
         self.llm = llm

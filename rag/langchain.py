@@ -1,7 +1,7 @@
 """LangChain integration: ``LusiferEmbeddings`` (langchain_core ``Embeddings``) and ``LusiferRetriever``
-(``BaseRetriever``), importable from ``rag.langchain``.
+(``BaseRetriever``). Users import them from ``lusifer_rag.langchain``.
 
->>> from rag.langchain import LusiferRetriever
+>>> from lusifer_rag.langchain import LusiferRetriever
 >>> retriever = LusiferRetriever.from_collection("documents", k=5)
 >>> docs = retriever.invoke("Ni nani ana haki ya elimu?", k=3)
 """
@@ -30,7 +30,7 @@ class LusiferEmbeddings(Embeddings):
     def __init__(self, embedder: Any = None, spec: str | None = None, query_instruction: str | None = None,
                  document_instruction: str | None = None, **load_options: Any):
         if embedder is None:
-            from embedder import load_embedder
+            from lusifer_rag.embedder import load_embedder
 
             embedder = load_embedder(spec or "e5-small", **load_options)
         self.embedder = embedder

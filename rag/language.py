@@ -2,7 +2,7 @@
 
 Questions are short, and statistical identifiers guess badly on a handful of words. The writing system is
 a much surer sign for most non-Latin scripts (Telugu script is Telugu), so the script decides where it is
-unambiguous; the identifier (``ingest.langid``) decides between the languages that share a script.
+unambiguous; the identifier (``lusifer_rag.ingest.langid``) decides between the languages that share a script.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def detect_query_language(text: str, default: str = DEFAULT_LANGUAGE) -> str:
 
 def _identify(text: str) -> tuple[str, float]:
     try:
-        from ingest.langid import detect_language
+        from lusifer_rag.ingest.langid import detect_language
     except ImportError:  # ingest not installed: script detection alone
         return "und", 0.0
     return detect_language(text)

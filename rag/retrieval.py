@@ -82,7 +82,7 @@ class Retriever:
 
     def __init__(self, store, collection: str, embedder, *, instruction: str | None = None, mode: str = "hybrid",
                  debias: str = "auto", sparse_weight: float = 1.0, rrf_k: int = 60, fetch_k: int = 100):
-        from embedder.sparse import BM25SparseEncoder
+        from lusifer_rag.embedder.sparse import BM25SparseEncoder
 
         if mode not in MODES:
             raise ConfigError(f"search mode {mode!r} is not valid; allowed: {MODES}")
@@ -164,7 +164,7 @@ class Retriever:
     # ---- pieces ----------------------------------------------------------------------------------
     @staticmethod
     def _query_language(text: str) -> str:
-        from rag.language import detect_query_language
+        from lusifer_rag.rag.language import detect_query_language
 
         return detect_query_language(text)
 

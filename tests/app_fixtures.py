@@ -32,8 +32,8 @@ class RunningApp:
 @contextlib.contextmanager
 def running_app(settings: Settings, embedder, *, store=None, options=None, sample: bool = False):
     """Start the app in this process; yield RunningApp; close server (and the store if opened here)."""
-    from app.service import AppOptions, RagService
-    from app.ui import build_app, launch
+    from lusifer_rag.app.service import AppOptions, RagService
+    from lusifer_rag.app.ui import build_app, launch
 
     own_store = store is None
     store = store if store is not None else open_store_from(settings)

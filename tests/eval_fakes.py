@@ -1,11 +1,11 @@
 """A tiny deterministic embedder for tests of the evaluation logic *above* the Embedder interface.
 
 Bag of hashed words through a fixed random table: texts sharing words get similar vectors. It implements the
-real :class:`embedder.base.Embedder` ABC (batching, normalisation and templates are the real code).
+real :class:`lusifer_rag.embedder.base.Embedder` ABC (batching, normalisation and templates are the real code).
 """
 
 import hashlib, re, torch
-from embedder.base import Embedder
+from lusifer_rag.embedder.base import Embedder
 
 class _WordTokenizer:
     """Words -> stable hashed ids (a real tokenizer interface: __call__ returning input_ids)."""

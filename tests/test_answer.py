@@ -8,13 +8,13 @@ import pytest
 import regex
 
 from lusifer_rag.errors import ConfigError
-from rag.answer import Answerer
-from rag.citations import cited_numbers, parse_citations
-from rag.language import (EXTRACTS_LABEL, LANGUAGE_NAMES, NO_CONTEXT, detect_query_language, language_name,
+from lusifer_rag.rag.answer import Answerer
+from lusifer_rag.rag.citations import cited_numbers, parse_citations
+from lusifer_rag.rag.language import (EXTRACTS_LABEL, LANGUAGE_NAMES, NO_CONTEXT, detect_query_language, language_name,
                           no_context_message, normalize_language)
-from rag.llm import load_llm
-from rag.prompt import build_prompt, neutralize
-from rag.types import RetrievedChunk
+from lusifer_rag.rag.llm import load_llm
+from lusifer_rag.rag.prompt import build_prompt, neutralize
+from lusifer_rag.rag.types import RetrievedChunk
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

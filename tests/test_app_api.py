@@ -143,7 +143,7 @@ def test_ingestion_does_not_hold_searches(client, app, tmp_path):
 
 
 def test_mismatched_embedder_is_a_clear_error_and_auth_is_enforced(tmp_path, e5):
-    from app.service import AppOptions
+    from lusifer_rag.app.service import AppOptions
     from lusifer_rag.runtime import open_store_from
     from lusifer_rag.store import CollectionSpec
 

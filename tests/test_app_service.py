@@ -9,7 +9,7 @@ from lusifer_rag.errors import ConfigError, RagError, StoreError
 
 
 def test_options_from_env():
-    from app.service import AppOptions
+    from lusifer_rag.app.service import AppOptions
 
     opts = AppOptions.from_env({"LUSIFER_RAG_AUTH_USER": "ann", "LUSIFER_RAG_AUTH_PASSWORD": "pw",
                                 "LUSIFER_RAG_MAX_UPLOAD_MB": "5"})
@@ -23,7 +23,7 @@ def test_options_from_env():
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, e5):
-    from app.service import AppOptions, RagService
+    from lusifer_rag.app.service import AppOptions, RagService
     from lusifer_rag.runtime import open_store_from
 
     tmp = tmp_path_factory.mktemp("svc")
@@ -35,7 +35,7 @@ def service(tmp_path_factory, e5):
 
 
 def test_sample_corpus_ingests_every_file_with_progress(service):
-    from app.service import SAMPLE_CORPUS
+    from lusifer_rag.app.service import SAMPLE_CORPUS
 
     seen = []
     report = service.ingest_sample(seen.append)
@@ -99,7 +99,7 @@ def test_ask_without_llm_is_extractive_and_cited(service):
 
 
 def test_a_collection_of_another_embedder_is_refused(tmp_path, e5):
-    from app.service import RagService
+    from lusifer_rag.app.service import RagService
     from lusifer_rag.runtime import open_store_from
     from lusifer_rag.store import CollectionSpec
 
@@ -116,7 +116,7 @@ def test_a_collection_of_another_embedder_is_refused(tmp_path, e5):
 
 
 def test_render_hits_escapes_and_marks():
-    from app.ui import render_hits
+    from lusifer_rag.app.ui import render_hits
 
     text = "<b>bold</b> first. Second sentence here."
     a = text.index("Second")
@@ -128,8 +128,8 @@ def test_render_hits_escapes_and_marks():
 
 
 def test_answer_language_choices_start_with_auto():
-    from app.ui import language_choices
-    from rag.language import LANGUAGE_NAMES
+    from lusifer_rag.app.ui import language_choices
+    from lusifer_rag.rag.language import LANGUAGE_NAMES
 
     choices = language_choices()
     assert choices[0] == ("Same as the question", "auto")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedder.batching import TokenBatch, TokenizedTexts, plan_batches
+from lusifer_rag.embedder.batching import TokenBatch, TokenizedTexts, plan_batches
 
 
 def _random_ids(n: int, seed: int = 0, max_len: int = 40) -> list[list[int]]:

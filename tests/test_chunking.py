@@ -5,8 +5,8 @@ from __future__ import annotations
 import pdf_factory as pf
 import pytest
 
-from ingest.chunking import CHUNKER_VERSION, Chunker, ChunkingParams, sentence_spans
-from ingest.loaders import LoadedDocument, PageText, load_document
+from lusifer_rag.ingest.chunking import CHUNKER_VERSION, Chunker, ChunkingParams, sentence_spans
+from lusifer_rag.ingest.loaders import LoadedDocument, PageText, load_document
 from lusifer_rag.errors import ConfigError
 
 

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from embedder import e5_offline, load_embedder
+from lusifer_rag.embedder import e5_offline, load_embedder
 from lusifer_rag.errors import ConfigError, EmbedderError
 
 SAMPLES = [

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from lusifer_rag.errors import ConfigError, IngestError
-from rag.eval.metrics import (
+from lusifer_rag.rag.eval.metrics import (
     cell_metrics, evaluate_run, language_gap, mean_metrics, mrr_at_k, ndcg_at_k, precision_at_k, query_metrics,
     read_qrels, read_trec_run, recall_at_k, write_qrels, write_trec_run,
 )

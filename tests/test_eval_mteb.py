@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from eval_fakes import BagOfWordsEmbedder
-from rag.eval.beir import BeirDataset, Document, Query
-from rag.eval.mteb_adapter import CLAIM, CLASSIFY, CLUSTER, NLI, QA, SIMILAR, MtebModel, instruction_for
-from rag.eval.runner import evaluate_raw
+from lusifer_rag.rag.eval.beir import BeirDataset, Document, Query
+from lusifer_rag.rag.eval.mteb_adapter import CLAIM, CLASSIFY, CLUSTER, NLI, QA, SIMILAR, MtebModel, instruction_for
+from lusifer_rag.rag.eval.runner import evaluate_raw
 
 TEMPLATE = "Instruct: {instruction}\nQuery: "
 

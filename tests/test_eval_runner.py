@@ -9,11 +9,11 @@ import pytest
 
 from eval_fakes import BagOfWordsEmbedder
 from lusifer_rag.errors import ConfigError, LusiferRagError
-from rag.eval.beir import BeirDataset, Document, Query, load_beir
-from rag.eval.metrics import evaluate_run, read_trec_run
-from rag.eval.report import markdown_report, matrix, plot_heatmap, read_json, write_json
-from rag.eval.runner import best_chunk_per_doc, evaluate_pipeline, evaluate_raw, exact_top
-from rag.eval.udhr import TEST_SUBSET_DIR, build_test_benchmark
+from lusifer_rag.rag.eval.beir import BeirDataset, Document, Query, load_beir
+from lusifer_rag.rag.eval.metrics import evaluate_run, read_trec_run
+from lusifer_rag.rag.eval.report import markdown_report, matrix, plot_heatmap, read_json, write_json
+from lusifer_rag.rag.eval.runner import best_chunk_per_doc, evaluate_pipeline, evaluate_raw, exact_top
+from lusifer_rag.rag.eval.udhr import TEST_SUBSET_DIR, build_test_benchmark
 
 TOPICS = ["cats purr and sleep", "dogs bark at night", "rivers flow to the sea", "stock markets fell today",
           "rain falls in april", "bread is baked in ovens"]
@@ -149,7 +149,7 @@ def test_reports(tmp_path):
 
 
 def _register_bow(monkeypatch):
-    from embedder import registry
+    from lusifer_rag.embedder import registry
 
     def factory(arg, device=None, dtype=None, **options):
         return BagOfWordsEmbedder(dim=int(arg) if arg else 32)
@@ -158,7 +158,7 @@ def _register_bow(monkeypatch):
 
 
 def test_cli_eval_builds_udhr_and_writes_everything(tmp_path, monkeypatch, capsys):
-    import rag.eval.cli  # noqa: F401  registers `eval`
+    import lusifer_rag.rag.eval.cli  # noqa: F401  registers `eval`
     from lusifer_rag.cli import main
 
     _register_bow(monkeypatch)
@@ -184,7 +184,7 @@ def test_cli_eval_builds_udhr_and_writes_everything(tmp_path, monkeypatch, capsy
 
 
 def test_cli_eval_errors(tmp_path, monkeypatch, capsys):
-    import rag.eval.cli  # noqa: F401
+    import lusifer_rag.rag.eval.cli  # noqa: F401
     from lusifer_rag.cli import main
 
     _register_bow(monkeypatch)
@@ -225,7 +225,7 @@ def test_e5_small_udhr_end_to_end(e5, tmp_path):
 def test_pipeline_mode_keeps_raw_quality(tmp_path, e5):
     """The full pipeline (files, language id, chunking, store, retriever) keeps >= 0.99x the raw recall@10."""
     from lusifer_rag.settings import Settings
-    from rag.eval.runner import pipeline_search_fn
+    from lusifer_rag.rag.eval.runner import pipeline_search_fn
 
     ds = build_test_benchmark(tmp_path / "b", languages=["en", "sw", "zh", "hi"], variant="crosslingual")
     raw = evaluate_raw(e5, ds, k_values=(1, 10))

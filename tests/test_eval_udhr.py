@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from lusifer_rag.errors import ConfigError, IngestError
-from rag.eval.beir import load_beir, write_beir
-from rag.eval.udhr import (
+from lusifer_rag.rag.eval.beir import load_beir, write_beir
+from lusifer_rag.rag.eval.udhr import (
     DEFAULT_CODES, TEST_SUBSET_DIR, build_test_benchmark, build_udhr_benchmark, open_source, parse_declaration,
     parse_index_js,
 )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedder import load_embedder
+from lusifer_rag.embedder import load_embedder
 from lusifer_rag.errors import ConfigError, EmbedderError
 
 MAX_POS = 34  # XLM-R positions start after the pad id (1): 32 usable tokens

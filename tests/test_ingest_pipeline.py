@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.chunking import ChunkingParams
-from ingest.pipeline import Ingestor, doc_id_for
+from lusifer_rag.ingest.chunking import ChunkingParams
+from lusifer_rag.ingest.pipeline import Ingestor, doc_id_for
 from lusifer_rag.errors import StoreError
 from lusifer_rag.store import Filter, open_store
 
@@ -251,7 +251,7 @@ def test_a_dying_worker_fails_its_file_alone_and_the_pool_restarts(workers):
     """Real worker processes: files named *crash* kill theirs; every other file still gets its result, in order."""
     import pool_tasks
 
-    from ingest.pipeline import FilePlan, _ChunkPool
+    from lusifer_rag.ingest.pipeline import FilePlan, _ChunkPool
 
     names = ["a.pdf", "crash-1.pdf", "b.pdf", "c.pdf", "crash-2.pdf", "d.pdf", "e.pdf"]
     pool = _ChunkPool(workers, (None,), task=pool_tasks.crash_on_marker, initializer=pool_tasks.init)
@@ -277,13 +277,13 @@ def test_a_dying_worker_fails_its_file_alone_and_the_pool_restarts(workers):
 
 def test_workers_chunk_exactly_like_this_process(tmp_path, e5, udhr):
     """The worker pool parses and chunks with a weightless copy of the embedder: same chunks as in-process."""
-    from embedder.base import weightless
-    from ingest.pipeline import FilePlan, _ChunkPool, _load, chunk_document
+    from lusifer_rag.embedder.base import weightless
+    from lusifer_rag.ingest.pipeline import FilePlan, _ChunkPool, _load, chunk_document
 
     files = write_corpus(tmp_path / "docs", udhr, langs=("en", "ja", "ar"))
     ing_chunking = ChunkingParams(max_tokens=128, overlap_tokens=16)
     pool = _ChunkPool(1, (weightless(e5), ing_chunking, None))
-    from ingest.pipeline import chunker_for
+    from lusifer_rag.ingest.pipeline import chunker_for
 
     chunker = chunker_for(e5, ing_chunking)
     try:
@@ -306,7 +306,7 @@ def test_default_workers_follow_the_embedder_device(e5):
 
     import torch
 
-    from ingest.pipeline import default_workers
+    from lusifer_rag.ingest.pipeline import default_workers
 
     assert default_workers(e5) == 0
     gpu = SimpleNamespace(devices=[torch.device("cuda", 0)])
@@ -317,7 +317,7 @@ def test_ready_workers_yield_the_cores_to_the_embedder(e5):
     """After the real initializer, a worker runs at a lower priority than this process."""
     import pool_tasks
 
-    from ingest.pipeline import FilePlan, _ChunkPool
+    from lusifer_rag.ingest.pipeline import FilePlan, _ChunkPool
 
     pool = _ChunkPool(1, (e5.token_counter(), ChunkingParams(max_tokens=128), None), task=pool_tasks.niceness)
     try:

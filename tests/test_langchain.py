@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests, RetrieversIntegrationTests
 
-from ingest.chunking import ChunkingParams
-from ingest.pipeline import Ingestor
+from lusifer_rag.ingest.chunking import ChunkingParams
+from lusifer_rag.ingest.pipeline import Ingestor
 from lusifer_rag.store import open_store
-from rag.langchain import LusiferEmbeddings, LusiferRetriever
-from rag.retrieval import Retriever
+from lusifer_rag.langchain import LusiferEmbeddings, LusiferRetriever
+from lusifer_rag.rag.retrieval import Retriever
 
 _shared: dict = {}
 

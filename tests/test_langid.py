@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from ingest import langid
+from lusifer_rag.ingest import langid
 
 
 @pytest.mark.parametrize("lang", ["sw", "ja", "te", "ar", "ru", "fr", "zh", "hi", "am", "ha", "yo", "th"])

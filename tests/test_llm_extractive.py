@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import Answerer
-from rag.language import extracts_label
-from rag.llm import load_llm
-from rag.prompt import build_prompt
-from rag.types import RetrievedChunk
+from lusifer_rag.rag.answer import Answerer
+from lusifer_rag.rag.language import extracts_label
+from lusifer_rag.rag.llm import load_llm
+from lusifer_rag.rag.prompt import build_prompt
+from lusifer_rag.rag.types import RetrievedChunk
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 UDHR = Path(__file__).parent / "data" / "udhr"
@@ -35,7 +35,7 @@ def chunks() -> list[RetrievedChunk]:
 @pytest.fixture(scope="module")
 def embedder():
     try:
-        from embedder import load_embedder
+        from lusifer_rag.embedder import load_embedder
 
         return load_embedder("e5-small", device="cpu")
     except Exception as e:  # the embedder is another part of the project; say why this test cannot run

@@ -8,11 +8,11 @@ import pytest
 
 from lusifer_rag.errors import ConfigError, LLMError
 from openai_stub_server import Behaviour, StubOpenAIServer, closed_port
-from rag.answer import Answerer
-from rag.llm import load_llm
-from rag.llm.openai_backend import OpenAIBackend
-from rag.prompt import build_prompt
-from rag.types import RetrievedChunk
+from lusifer_rag.rag.answer import Answerer
+from lusifer_rag.rag.llm import load_llm
+from lusifer_rag.rag.llm.openai_backend import OpenAIBackend
+from lusifer_rag.rag.prompt import build_prompt
+from lusifer_rag.rag.types import RetrievedChunk
 
 CHUNKS = [
     RetrievedChunk(id="c1", text="Everyone has the right to education.", score=0.9, source="udhr-en.pdf", page=7),

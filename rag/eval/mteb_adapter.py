@@ -1,8 +1,8 @@
 """Any of our embedders as an ``mteb`` (2.x) model, with LUSIFER's task instructions.
 
     import mteb
-    from embedder import load_embedder
-    from rag.eval.mteb_adapter import MtebModel
+    from lusifer_rag.embedder import load_embedder
+    from lusifer_rag.rag.eval.mteb_adapter import MtebModel
     model = MtebModel(load_embedder("lusifer:/models/lusifer"))
     mteb.evaluate(model, mteb.get_tasks(tasks=["SciFact", "BelebeleRetrieval"]))   # needs internet for the data
 
@@ -80,7 +80,7 @@ def _value(x: Any) -> str | None:
 
 
 class MtebModel:
-    """mteb ``EncoderProtocol`` over an :class:`embedder.base.Embedder`."""
+    """mteb ``EncoderProtocol`` over an :class:`lusifer_rag.embedder.base.Embedder`."""
 
     def __init__(self, embedder: Any, instructions: Mapping[str, str] | None = None, name: str | None = None,
                  use_instructions: bool | None = None) -> None:
@@ -95,7 +95,7 @@ class MtebModel:
 
     @classmethod
     def from_spec(cls, spec: str, **load_options: Any) -> "MtebModel":
-        from embedder import load_embedder
+        from lusifer_rag.embedder import load_embedder
 
         return cls(load_embedder(spec, **load_options))
 

@@ -1,6 +1,6 @@
 """Reports of evaluation results: JSON, a Markdown table, a heatmap PNG of the language matrix.
 
-Every function takes :class:`~rag.eval.runner.EvalResult` objects or their ``to_dict()`` form, so a report
+Every function takes :class:`~lusifer_rag.rag.eval.runner.EvalResult` objects or their ``to_dict()`` form, so a report
 can be re-rendered later from the JSON file alone.
 """
 

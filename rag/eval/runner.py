@@ -207,11 +207,11 @@ def pipeline_search_fn(embedder_spec: str, dataset: BeirDataset, settings: Any) 
     import shutil
     import tempfile
 
-    from ingest.chunking import ChunkingParams
-    from ingest.pipeline import Ingestor
+    from lusifer_rag.ingest.chunking import ChunkingParams
+    from lusifer_rag.ingest.pipeline import Ingestor
     from lusifer_rag.runtime import get_embedder
     from lusifer_rag.store import open_store
-    from rag.retrieval import Retriever
+    from lusifer_rag.rag.retrieval import Retriever
 
     tmp = Path(tempfile.mkdtemp(prefix="lusifer-eval-"))
     atexit.register(shutil.rmtree, tmp, True)
@@ -253,7 +253,7 @@ def evaluate_embedders(specs: Sequence[str], dataset: BeirDataset, settings: Any
     results = []
     for spec in specs:
         if raw:
-            from embedder import load_embedder
+            from lusifer_rag.embedder import load_embedder
 
             emb = load_embedder(spec, device=settings.device, dtype=settings.dtype,
                                 max_batch_tokens=settings.max_batch_tokens, max_batch_size=settings.max_batch_size,

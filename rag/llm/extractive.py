@@ -25,7 +25,7 @@ from ..prompt import Prompt
 from .base import LLMBackend, register_llm
 
 try:  # the ingest chunker's script-aware splitter, so extracts and chunks agree on what a sentence is
-    from ingest.chunking import sentence_spans
+    from lusifer_rag.ingest.chunking import sentence_spans
 except ImportError:  # pragma: no cover - ingest is part of the project; kept for a stripped install
     _BOUNDARY = regex.compile(r"[.!?]+['\"”’»)\]]*(?=\s)|[。！？]+|[।॥]+|[؟۔]+|[።]+|\n")
 

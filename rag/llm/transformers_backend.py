@@ -47,7 +47,7 @@ class TransformersBackend(LLMBackend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from embedder.devices import resolve_devices, resolve_dtype
+        from lusifer_rag.embedder.devices import resolve_devices, resolve_dtype
 
         self.device = resolve_devices(device)[0]
         self.dtype = resolve_dtype(dtype, self.device)
