@@ -72,6 +72,14 @@ class BM25SparseEncoder:
         values = (tf * (self.k1 + 1) / (tf + norm)).astype(np.float32)
         return self._split(len(texts), rows, terms, values)
 
+    def term_sets(self, texts: list[str]) -> list[np.ndarray]:
+        """The distinct kept term ids of each text, sorted (the indices of its sparse vector)."""
+        if not texts:
+            return []
+        rows, terms, _, _ = self._term_counts(texts)
+        bounds = np.searchsorted(rows, np.arange(len(texts) + 1))
+        return [terms[s:e] for s, e in zip(bounds[:-1], bounds[1:])]
+
     def encode_queries(self, texts: list[str]) -> list[SparseVector]:
         if not texts:
             return []

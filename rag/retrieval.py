@@ -1,9 +1,10 @@
 """Retrieval over a collection: dense, sparse or hybrid; filters; score threshold; MMR; language-bias correction.
 
-Language-bias correction ("centering"): multilingual embedders add a per-language direction to every vector, so
-documents in the query's own language score too high on a mixed-language collection. Each language's mean vector
-is estimated from the collection itself; the query is centred on its language's mean for the ANN search, and the
-candidates are re-scored exactly as cos(q − μ_q, d − μ_lang(d)). See bench/eval figures for when it helps.
+Language-bias correction ("centring", :mod:`lusifer_rag.rag.language_bias`): on a mixed-language collection the
+query and the candidates are centred on their languages' means before exact re-scoring, so a query finds the
+relevant passages in every language, not mostly its own; sentences read off a document still find their own
+chunk first (the exact-match guard). ``debias="auto"`` turns it on for collections holding two or more languages
+and off under a one-language filter.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from lusifer_rag.errors import ConfigError, RagError
 from lusifer_rag.store import Filter
 
+from .language_bias import LanguageMeans, exact_matches, keep_exact_matches
 from .types import RetrievedChunk
 
 MODES = ("dense", "sparse", "hybrid")
@@ -42,39 +44,18 @@ class SearchFilters:
         return Filter(must=must, ranges=ranges) if (must or ranges) else None
 
 
-class LanguageMeans:
-    """Per-language mean vectors of a collection, re-estimated when its point count changes."""
+@dataclass
+class _Candidate:
+    """One chunk found by any leg of a search, scored once."""
 
-    def __init__(self, store, collection: str, sample_per_language: int = 2000):
-        self.store, self.collection, self.sample = store, collection, sample_per_language
-        self._lock = threading.Lock()
-        self._count = -1
-        self.means: dict[str, np.ndarray] = {}
-        self.shares: dict[str, float] = {}
+    hit: object  # store Hit (payload, raw vector)
+    raw: float  # cosine to the uncorrected query
+    score: float  # the reported score: the (corrected, when centred) dense cosine
+    vector: np.ndarray | None  # unit vector in the space `score` was measured in (MMR uses it)
 
-    def refresh(self) -> None:
-        with self._lock:
-            count = self.store.count(self.collection)
-            if count == self._count:
-                return
-            counts = self.store.facet(self.collection, "metadata.language")
-            means = {}
-            for lang, n in counts.items():
-                vecs = []
-                for p in self.store.iter_points(self.collection, Filter(must={"metadata.language": lang}),
-                                                page=min(self.sample, 1024), with_vectors=True):
-                    vecs.append(p.vector)
-                    if len(vecs) >= self.sample:
-                        break
-                if vecs:
-                    means[lang] = np.mean(np.stack(vecs), axis=0).astype(np.float32)  # (dim,)
-            total = sum(counts.values()) or 1
-            self.means, self.shares = means, {k: v / total for k, v in counts.items()}
-            self._count = count
-
-    def languages(self) -> int:
-        """Languages holding at least 5% of the collection."""
-        return sum(1 for s in self.shares.values() if s >= 0.05)
+    @property
+    def language(self) -> str:
+        return self.hit.payload.get("metadata", {}).get("language", "und")
 
 
 class Retriever:
@@ -108,6 +89,19 @@ class Retriever:
             self._query_cache[query] = vec
         return vec
 
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Embed several queries in one batch (cached like :meth:`embed_query`), (n, dim)."""
+        with self._cache_lock:
+            todo = list(dict.fromkeys(q for q in queries if q not in self._query_cache))
+        if todo:
+            vecs = self.embedder.embed_queries(todo, instruction=self.instruction)  # (m, dim)
+            with self._cache_lock:
+                for text, vec in zip(todo, vecs):
+                    if len(self._query_cache) >= 1024:
+                        self._query_cache.pop(next(iter(self._query_cache)))
+                    self._query_cache[text] = vec
+        return np.stack([self.embed_query(q) for q in queries])
+
     def _debias_on(self, debias: str | None, filters: SearchFilters | None = None) -> bool:
         choice = debias or self.debias
         if choice == "auto":
@@ -132,103 +126,99 @@ class Retriever:
         flt = filters.to_store() if filters else None
         q = self.embed_query(query)  # (dim,)
         centred = self._debias_on(debias, filters) and mode != "sparse"
-        want_vectors = centred or mmr
         pool = max(self.fetch_k, 4 * k) if (centred or mmr or mode == "hybrid") else k
+        lang = query_language or (self._query_language(query) if (centred or mode == "hybrid") else "und")
+        qc = self.means.centre_query(q, lang) if centred else q
 
-        dense_hits = []
-        qv = q
+        cands: dict[str, _Candidate] = {}
+        raw_order: list[str] = []  # dense ranking of the uncorrected query
         if mode in ("dense", "hybrid"):
-            qv = self._centre_query(q, query, query_language) if centred else q
-            dense_hits = self.store.query(self.collection, dense=qv, filter=flt, k=pool, with_vectors=want_vectors)
-            if centred:
-                dense_hits = self._rescore_centred(qv, dense_hits)
-        if mode == "dense":
-            ranked = [(h, h.score) for h in dense_hits]
-        else:
+            # the uncorrected query's neighbours and, when centred, the centred query's: a same-language match
+            # that the centred query alone would not reach stays a candidate
+            for i, vec in enumerate([q, qc] if centred else [q]):
+                hits = self.store.query(self.collection, dense=vec, filter=flt, k=pool, with_vectors=centred or mmr)
+                for h in hits:
+                    cands.setdefault(h.id, _Candidate(h, h.score, h.score, h.vector))
+                if i == 0:
+                    raw_order = [h.id for h in hits]
+        dense_ids = list(cands)
+        sparse_order: list[str] = []
+        if mode in ("sparse", "hybrid"):
             from lusifer_rag.store import SparseVector
 
             sv = self.sparse.encode_queries([query])[0]
-            sparse_hits = self.store.query(self.collection, sparse=SparseVector(sv.indices, sv.values), filter=flt,
-                                           k=pool, mode="sparse", with_vectors=True)
+            hits = self.store.query(self.collection, sparse=SparseVector(sv.indices, sv.values), filter=flt,
+                                    k=pool, mode="sparse", with_vectors=mode == "hybrid" or mmr)
             if mode == "sparse":
-                ranked = [(h, h.score) for h in sparse_hits]
-            else:
-                lang = query_language or self._query_language(query)
-                ranked = self._fuse(dense_hits, sparse_hits, lang, qv, centred)
-        if score_threshold is not None:
-            ranked = [(h, s) for h, s in ranked if s >= score_threshold]
-        if mmr:
-            ranked = mmr_select(q, ranked, k, mmr_lambda)
-        return [RetrievedChunk.from_payload(h.id, s, h.payload) for h, s in ranked[:k]]
+                ranked = [(_Candidate(h, h.score, h.score, h.vector), h.score) for h in hits]
+                return self._finish(q, ranked, k, score_threshold, mmr, mmr_lambda)
+            for h in hits:  # sparse-only matches get their dense score from their vector
+                cands.setdefault(h.id, _Candidate(h, np.nan, np.nan, h.vector))
+            sparse_order = [h.id for h in hits]
+        self._score(cands, q, qc, centred)
+
+        dense_order = sorted(dense_ids, key=lambda i: -cands[i].score) if centred else raw_order
+        order = self._fuse(cands, dense_order, sparse_order, lang) if mode == "hybrid" else dense_order
+        if centred:  # the exact-match guard: a sentence read off a chunk finds that chunk as without correction
+            uncorrected = self._fuse(cands, raw_order, sparse_order, lang) if mode == "hybrid" else raw_order
+            # only the uncorrected top k can move into the top k; a chunk holding the query's terms is in the
+            # sparse leg's results whenever there is one
+            lexical = set(sparse_order) if mode == "hybrid" else None
+            top = [i for i in uncorrected[:k] if lexical is None or i in lexical]
+            held = exact_matches(self.sparse, query, [cands[i].hit.payload.get("page_content", "") for i in top])
+            order = keep_exact_matches(order, uncorrected, {i for i, yes in zip(top, held) if yes})
+        return self._finish(q, [(cands[i], cands[i].score) for i in order], k, score_threshold, mmr, mmr_lambda)
 
     # ---- pieces ----------------------------------------------------------------------------------
     @staticmethod
     def _query_language(text: str) -> str:
-        from lusifer_rag.rag.language import detect_query_language
+        from .language import detect_query_language
 
         return detect_query_language(text)
 
-    def _centre_query(self, q: np.ndarray, text: str, lang: str | None) -> np.ndarray:
-        lang = lang or self._query_language(text)
-        mu = self.means.means.get(lang)
-        if mu is None:  # the query's language is not in the collection: nothing of its own to favour
-            return q
-        out = q - mu
-        return out / max(float(np.linalg.norm(out)), 1e-12)
+    def _score(self, cands: dict[str, _Candidate], q: np.ndarray, qc: np.ndarray, centred: bool) -> None:
+        """Fill every candidate's raw cosine and reported score (centred cosine when centred) from its vector."""
+        with_vec = [c for c in cands.values() if c.hit.vector is not None]
+        if not with_vec:
+            return
+        vecs = np.stack([c.hit.vector for c in with_vec])  # (n, dim), unit norm
+        raw = vecs @ q  # (n,)
+        if centred:
+            scores, unit = self.means.centred_scores(qc, [c.language for c in with_vec], vecs)
+        else:
+            scores, unit = raw, vecs
+        for c, r, s, v in zip(with_vec, raw, scores, unit):
+            c.raw, c.score, c.vector = float(r), float(s), v
 
-    def _rescore_centred(self, qv: np.ndarray, hits) -> list:
-        if not hits:
-            return hits
-        docs = np.stack([h.vector for h in hits])  # (n, dim)
-        mus = np.stack([self.means.means.get(h.payload.get("metadata", {}).get("language"), np.zeros_like(qv))
-                        for h in hits])  # (n, dim)
-        centred = docs - mus
-        centred /= np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
-        scores = centred @ qv  # (n,)
-        for h, s, v in zip(hits, scores, centred):
-            h.score, h.vector = float(s), v  # MMR then measures diversity in the same (centred) space
-        return sorted(hits, key=lambda h: -h.score)
-
-    def _fuse(self, dense_hits, sparse_hits, query_lang: str, qv: np.ndarray, centred: bool) -> list:
+    def _fuse(self, cands: dict[str, _Candidate], dense_order: list[str], sparse_order: list[str],
+              query_lang: str) -> list[str]:
         """Language-slot-preserving fusion: lexical evidence only means something within the query's language,
-        so the sparse leg re-orders the query-language documents among the ranks they already hold in the dense
+        so the sparse leg re-orders the query-language chunks among the ranks they already hold in the dense
         ranking (weighted reciprocal-rank fusion of their dense and sparse ranks; sparse-only matches may take
-        such a rank). Documents in other languages keep their dense ranks, so cross-lingual results are never worse
-        than dense alone, and the fusion cannot add same-language bias. Reported scores stay dense cosines."""
-        def lang_of(h) -> str:
-            return h.payload.get("metadata", {}).get("language", "und")
-
-        dense_ids = {h.id for h in dense_hits}
-        own_dense = [h for h in dense_hits if lang_of(h) == query_lang]
-        own_sparse = [h for h in sparse_hits if lang_of(h) == query_lang]
+        such a rank). Chunks in other languages keep their dense ranks, so cross-lingual results are never worse
+        than dense alone, and the fusion cannot add same-language bias."""
+        own_dense = [i for i in dense_order if cands[i].language == query_lang]
+        own_sparse = [i for i in sparse_order if cands[i].language == query_lang]
         fused: dict[str, float] = {}
-        by_id = {}
-        for weight, hits in ((1.0, own_dense), (self.sparse_weight, own_sparse)):
-            for rank, h in enumerate(hits):
-                fused[h.id] = fused.get(h.id, 0.0) + weight / (self.rrf_k + rank + 1)
-                by_id.setdefault(h.id, h)
+        for weight, ids in ((1.0, own_dense), (self.sparse_weight, own_sparse)):
+            for rank, i in enumerate(ids):
+                fused[i] = fused.get(i, 0.0) + weight / (self.rrf_k + rank + 1)
         own_order = iter(sorted(fused, key=lambda i: -fused[i]))
-        extra = [by_id[i] for i in fused if i not in dense_ids]
-        if extra:  # sparse-only matches: their dense score, for thresholds and display
-            vecs = np.stack([h.vector for h in extra])  # (m, dim)
-            if centred:
-                mu = self.means.means.get(query_lang, np.zeros_like(qv))
-                vecs = vecs - mu
-                vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-            for h, sc in zip(extra, vecs @ qv):
-                h.score = float(sc)
-        out = []
-        for h in dense_hits:
-            if lang_of(h) == query_lang:
-                h = by_id[next(own_order)]
-            out.append((h, h.score))
-        out += [(by_id[i], by_id[i].score) for i in own_order]  # own-language leftovers after every slot
-        return out
+        out = [next(own_order) if cands[i].language == query_lang else i for i in dense_order]
+        return out + list(own_order)  # own-language leftovers after every slot
+
+    def _finish(self, q: np.ndarray, ranked: list, k: int, score_threshold: float | None, mmr: bool,
+                mmr_lambda: float) -> list[RetrievedChunk]:
+        if score_threshold is not None:
+            ranked = [(c, s) for c, s in ranked if s >= score_threshold]
+        if mmr:
+            ranked = mmr_select(q, ranked, k, mmr_lambda)
+        return [RetrievedChunk.from_payload(c.hit.id, s, c.hit.payload) for c, s in ranked[:k]]
 
 
 def mmr_select(q: np.ndarray, ranked: list, k: int, lam: float) -> list:
     """Maximal marginal relevance over candidates that carry vectors: relevance λ·sim(q,d) − (1−λ)·max sim(d, chosen)."""
-    cands = [(h, s) for h, s in ranked if h.vector is not None]
+    cands = [(c, s) for c, s in ranked if c.vector is not None]
     if not cands:
         return ranked
     vecs = np.stack([h.vector for h, _ in cands])  # (n, dim), unit norm

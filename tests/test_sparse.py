@@ -52,3 +52,11 @@ def test_bm25_weights_saturate_with_term_frequency_and_shrink_with_length(tokeni
     assert wl < w1  # the same single occurrence in a longer text weighs less
     q = enc.encode_queries(["haki haki elimu"])[0]
     assert sorted(q.values.tolist()) == [1.0, 1.0]  # queries: one per distinct term
+
+
+def test_term_sets_are_the_sparse_indices(tokenizer):
+    enc = BM25SparseEncoder(tokenizer)
+    texts = ["Kila mtu ana haki ya kupata elimu.", "", "すべて人は、教育を受ける権利を有する。 教育"]
+    sets = enc.term_sets(texts)
+    assert [s.tolist() for s in sets] == [v.indices.tolist() for v in enc.encode_documents(texts)]
+    assert sets[1].size == 0 and np.all(np.diff(sets[2]) > 0)  # distinct, sorted

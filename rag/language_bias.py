@@ -1,0 +1,151 @@
+"""Language-bias correction ("centring") and the guards that keep it from hurting same-language search.
+
+Multilingual embedders add a per-language direction to every vector, so on a mixed-language collection the
+documents in the query's own language score too high. Each language's mean vector is estimated from the
+collection itself; the query is centred on its language's mean and candidates are scored as
+cos(q − μ_q, d − μ_lang(d)).
+
+Centring alone breaks known-item search (a sentence the user remembers, in its own language): the correction
+pulls the translations of that passage level with it, and an approximate search with the centred query can miss
+it altogether. Three guards (measured in bench/retrieval_xling.py):
+
+- candidates come from both the uncorrected and the centred query (and the sparse leg) before exact re-scoring;
+- :func:`exact_matches`: a chunk that holds (nearly) every term of a sentence-long query keeps the rank the
+  uncorrected search gives it, if that is better — decided from the texts, not from the collection's language mix;
+- chunks whose language label is rare in the collection (short or mixed passages that the identifier labels
+  'wuu', 'la', 'ms'…) are centred on the nearest well-represented language instead of on a mean of a few vectors.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from lusifer_rag.store import Filter
+
+#: a label has a mean of its own with at least MIN_CHUNKS chunks or MIN_SHARE of the collection (and never
+#: with fewer than FEWEST): the odd chunk that the identifier labels 'wuu' or 'la' is centred on its nearest language
+MIN_CHUNKS = 20
+MIN_SHARE = 0.02
+FEWEST = 3
+#: a language holding at least this share of the collection counts as "present" for debias=auto
+PRESENT_SHARE = 0.05
+#: exact-match guard: queries with at least this many distinct terms, chunks holding this share of them
+EXACT_MIN_TERMS = 8
+EXACT_COVERAGE = 0.9
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class LanguageMeans:
+    """Per-language mean vectors of a collection, re-estimated when its point count changes.
+
+    ``means`` holds the well-represented languages only (see MIN_CHUNKS / MIN_SHARE); ``shares`` every label."""
+
+    def __init__(self, store, collection: str, sample_per_language: int = 2000):
+        self.store, self.collection, self.sample = store, collection, sample_per_language
+        self._lock = threading.Lock()
+        self._count = -1
+        self.means: dict[str, np.ndarray] = {}
+        self.shares: dict[str, float] = {}
+        self._codes: list[str] = []
+        self._unit_means = np.zeros((0, 0), dtype=np.float32)  # (languages, dim) for nearest-language lookups
+
+    def refresh(self) -> None:
+        with self._lock:
+            count = self.store.count(self.collection)
+            if count == self._count:
+                return
+            counts = self.store.facet(self.collection, "metadata.language")
+            total = sum(counts.values()) or 1
+            means = {}
+            for lang, n in counts.items():
+                if n < FEWEST or (n < MIN_CHUNKS and n / total < MIN_SHARE):
+                    continue
+                vecs = []
+                for p in self.store.iter_points(self.collection, Filter(must={"metadata.language": lang}),
+                                                page=min(self.sample, 1024), with_vectors=True):
+                    vecs.append(p.vector)
+                    if len(vecs) >= self.sample:
+                        break
+                if vecs:
+                    means[lang] = np.mean(np.stack(vecs), axis=0).astype(np.float32)  # (dim,)
+            self.means, self.shares = means, {k: v / total for k, v in counts.items()}
+            self._codes = list(means)
+            self._unit_means = _unit(np.stack(list(means.values()))) if means else np.zeros((0, 0), np.float32)
+            self._count = count
+
+    def languages(self) -> int:
+        """Languages holding at least PRESENT_SHARE of the collection."""
+        return sum(1 for s in self.shares.values() if s >= PRESENT_SHARE)
+
+    def nearest(self, vectors: np.ndarray) -> list[str]:
+        """The language whose mean each vector (n, dim) is closest to."""
+        if not self._codes:
+            return ["und"] * len(vectors)
+        return [self._codes[i] for i in np.argmax(vectors @ self._unit_means.T, axis=1)]
+
+    def means_for(self, labels: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """(n, dim) mean to centre each chunk on: its language's, or for a rare label the nearest language's."""
+        rare = [i for i, lab in enumerate(labels) if lab not in self.means]
+        fill = dict(zip(rare, self.nearest(vectors[rare]))) if rare else {}
+        zero = np.zeros(vectors.shape[1], dtype=np.float32)
+        return np.stack([self.means.get(fill.get(i, lab), zero) for i, lab in enumerate(labels)])
+
+    def centre_query(self, q: np.ndarray, lang: str) -> np.ndarray:
+        mu = self.means.get(lang)
+        return q if mu is None else _unit(q - mu)  # a language absent from the collection: nothing to remove
+
+    def centred_scores(self, qc: np.ndarray, labels: Sequence[str], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (n,), centred unit vectors (n, dim)) of chunks against a centred query."""
+        centred = _unit(vectors - self.means_for(labels, vectors))
+        return centred @ qc, centred
+
+
+# ---- exact-match guard -------------------------------------------------------------------------------------
+def coverage(query_terms: np.ndarray, chunk_terms: Sequence[np.ndarray]) -> np.ndarray:
+    """Share of the query's distinct terms that each chunk holds, (n,)."""
+    if len(query_terms) == 0:
+        return np.zeros(len(chunk_terms))
+    return np.array([np.isin(query_terms, t, assume_unique=True).mean() for t in chunk_terms])
+
+
+def exact_matches(sparse_encoder, query: str, texts: Sequence[str]) -> list[bool]:
+    """Which texts hold (nearly) every term of ``query`` — a sentence read off them. Queries shorter than
+    EXACT_MIN_TERMS distinct terms never match: a few words are found in many chunks and mean little."""
+    q_terms = sparse_encoder.term_sets([query])[0]
+    if len(q_terms) < EXACT_MIN_TERMS or not texts:
+        return [False] * len(texts)
+    return (coverage(q_terms, sparse_encoder.term_sets(list(texts))) >= EXACT_COVERAGE).tolist()
+
+
+def keep_exact_matches(corrected: list[str], uncorrected: list[str], exact: set[str]) -> list[str]:
+    """``corrected`` (ids, best first) with each id of ``exact`` moved up to its rank in ``uncorrected`` where
+    that is better; the other ids keep their corrected order in the remaining places."""
+    if not exact:
+        return corrected
+    c_rank = {i: r for r, i in enumerate(corrected)}
+    u_rank = {i: r for r, i in enumerate(uncorrected)}
+    slots: dict[int, str] = {}
+    for i in sorted(exact, key=lambda i: (min(u_rank.get(i, 1 << 30), c_rank.get(i, 1 << 30)), i)):
+        r = min(u_rank.get(i, 1 << 30), c_rank.get(i, 1 << 30))
+        while r in slots:
+            r += 1
+        slots[r] = i
+    rest = iter(i for i in corrected if i not in exact)
+    out: list[str] = []
+    pending = sorted(slots.items())
+    while pending or len(out) < len(corrected) + len(exact):
+        if pending and pending[0][0] <= len(out):
+            out.append(pending.pop(0)[1])
+            continue
+        nxt = next(rest, None)
+        if nxt is None:
+            out += [i for _, i in pending]
+            break
+        out.append(nxt)
+    return out

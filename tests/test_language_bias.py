@@ -1,0 +1,82 @@
+"""The pieces of the language-bias correction that are plain logic: the exact-match guard's coverage and the
+rank merge, and the centring on the nearest language for rare labels (real XLM-R tokenizer, vectors built here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lusifer_rag.embedder.sparse import BM25SparseEncoder
+from lusifer_rag.rag.language_bias import EXACT_MIN_TERMS, LanguageMeans, exact_matches, keep_exact_matches
+
+
+@pytest.fixture(scope="module")
+def encoder(xlmr_tokenizer_file):
+    from transformers import XLMRobertaTokenizerFast
+
+    return BM25SparseEncoder(XLMRobertaTokenizerFast(tokenizer_file=str(xlmr_tokenizer_file)))
+
+
+def test_a_sentence_read_off_a_chunk_is_an_exact_match(encoder):
+    chunk = ("Everyone has the right to education. Education shall be free, at least in the elementary and "
+             "fundamental stages. Elementary education shall be compulsory.")
+    sentence = "Education shall be free, at least in the elementary and fundamental stages."
+    other = "Everyone has the right to freedom of thought, conscience and religion; this right includes freedom."
+    assert exact_matches(encoder, sentence, [chunk, other]) == [True, False]
+    # a few words are found in many chunks and say little: short queries never count as exact matches
+    assert len(encoder.term_sets(["right to education"])[0]) < EXACT_MIN_TERMS
+    assert exact_matches(encoder, "right to education", [chunk]) == [False]
+    assert exact_matches(encoder, sentence, []) == []
+
+
+def test_exact_matches_move_up_to_their_uncorrected_rank_only():
+    corrected = ["a", "b", "c", "d", "e", "f"]
+    uncorrected = ["e", "x", "a", "f", "b"]
+    # e: corrected 4, uncorrected 0 -> 0; f: corrected 5, uncorrected 3 -> 3; a is not guarded: stays in order
+    assert keep_exact_matches(corrected, uncorrected, {"e", "f"}) == ["e", "a", "b", "f", "c", "d"]
+    # an exact match already better placed by the correction keeps its corrected rank
+    assert keep_exact_matches(corrected, ["b", "a"], {"a"}) == corrected
+    assert keep_exact_matches(corrected, uncorrected, set()) == corrected
+    # two guarded ids wanting one rank: the next rank goes to the second
+    assert keep_exact_matches(["a", "b", "c", "d"], ["d", "c"], {"c", "d"})[:2] == ["d", "c"]
+
+
+class _FacetStore:
+    """The three store calls LanguageMeans makes, over vectors built here."""
+
+    def __init__(self, labelled):
+        self.labelled = labelled
+
+    def count(self, name):
+        return len(self.labelled)
+
+    def facet(self, name, key):
+        out = {}
+        for lab, _ in self.labelled:
+            out[lab] = out.get(lab, 0) + 1
+        return out
+
+    def iter_points(self, name, flt, page, with_vectors):
+        lang = flt.must["metadata.language"]
+        lang = lang[0] if isinstance(lang, list) else lang
+        for lab, v in self.labelled:
+            if lab == lang:
+                yield type("P", (), {"vector": v})()
+
+
+def test_rare_labels_are_centred_on_the_nearest_language():
+    rng = np.random.default_rng(0)
+    dim = 16
+    mu = {"en": np.eye(dim)[0] * 3, "fr": np.eye(dim)[1] * 3}
+    labelled = [(lang, (mu[lang] + rng.normal(size=dim) * 0.1).astype(np.float32)) for lang in ("en", "fr") for _ in range(40)]
+    odd = (mu["fr"] + rng.normal(size=dim) * 0.1).astype(np.float32)  # a French chunk the identifier called 'la'
+    labelled.append(("la", odd))
+    means = LanguageMeans(_FacetStore(labelled), "c")
+    means.refresh()
+    assert set(means.means) == {"en", "fr"} and means.shares["la"] == pytest.approx(1 / 81)
+    got = means.means_for(["la", "en"], np.stack([odd, labelled[0][1]]))
+    np.testing.assert_allclose(got[0], means.means["fr"])
+    np.testing.assert_allclose(got[1], means.means["en"])
+    q = np.ones(dim, dtype=np.float32)
+    assert means.centre_query(q, "sw") is q  # a language the collection lacks: nothing to take off
+    np.testing.assert_allclose(np.linalg.norm(means.centre_query(q, "en")), 1.0, rtol=1e-5)
