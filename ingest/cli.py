@@ -19,6 +19,11 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", metavar="FILE", help="write a JSON report of every file")
     p.add_argument("--max-tokens", type=int, help="chunk size cap in the embedder's tokens, template included")
     p.add_argument("--overlap", type=int, help="overlap between chunks in tokens")
+    p.add_argument("--ocr", choices=["auto", "force", "off"], help="OCR of PDF pages without text and of images "
+                   "(default: settings / LUSIFER_RAG_OCR, 'auto')")
+    p.add_argument("--ocr-languages", metavar="PACKS", help="Tesseract packs, e.g. eng+swa (default: 'auto', by script)")
+    p.add_argument("--pdf-password", metavar="PASSWORD", help="password to try on password-protected PDFs")
+    p.add_argument("--pdf-passwords", metavar="FILE", help='JSON file {"glob on path or name": "password"}')
     p.add_argument("--workers", type=int, help="parse/chunk processes (default: cores - 1 with a GPU embedder, 0 = in this process with a CPU "
                    "embedder); with --ray: embedding actors (default: GPUs)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -48,15 +53,30 @@ def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
             params = {k: v for k, v in (("max_tokens", args.max_tokens), ("overlap_tokens", args.overlap)) if v}
             chunking = ChunkingParams(**{"max_tokens": min(emb.max_tokens, 512), **params})
             ing = Ingestor(store, settings.collection, emb, chunking, workers=args.workers,
-                           embed_batch_chunks=settings.ingest_batch_chunks)
+                           embed_batch_chunks=settings.ingest_batch_chunks, load_options=load_options(args, settings))
             report = ing.ingest(args.paths, prune=args.prune)
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             json.dump(report.to_json(), f, ensure_ascii=False, indent=2)
     for r in report.by_status("failed"):
         print(f"failed: {r.message} [{r.reason}]")
+    for r in report.results:
+        if r.empty_pages:
+            pages = ", ".join(f"{n} ({why})" for n, why in r.empty_pages[:10]) + (" …" if len(r.empty_pages) > 10 else "")
+            print(f"note: {r.source}: {len(r.empty_pages)} page(s) gave no text: {pages}")
     print(report.summary())
     return report.exit_code
+
+
+def load_options(args: argparse.Namespace, settings: Settings):
+    """The loaders' options: the settings, with this command's --ocr / --pdf-password... on top."""
+    import dataclasses
+
+    from lusifer_rag.ingest.options import LoadOptions
+
+    over = {k: v for k, v in (("ocr", args.ocr), ("ocr_languages", args.ocr_languages),
+                              ("pdf_password", args.pdf_password), ("pdf_passwords_file", args.pdf_passwords)) if v}
+    return LoadOptions.from_settings(dataclasses.replace(settings, **over))
 
 
 def _stats_args(p: argparse.ArgumentParser) -> None:

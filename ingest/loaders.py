@@ -18,11 +18,13 @@ import warnings
 import xml.etree.ElementTree as ET
 import zipfile
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 from lusifer_rag.errors import IngestError
 
+from .options import LoadOptions
 from .text import clean_pdf_page, normalize_text
 
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
@@ -50,10 +52,13 @@ class DocumentError(IngestError):
 
 @dataclass(frozen=True)
 class PageText:
-    """Text of one page; ``number`` is 1-based for paged formats (PDF), None for the others."""
+    """Text of one page; ``number`` is 1-based for paged formats (PDF), None for the others. ``ocr``: the text
+    was read off the page's image; ``note``: why a page has no text ("blank", "OCR timed out after 120 s")."""
 
     number: int | None
     text: str
+    ocr: bool = False
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class LoadedDocument:
     title: str | None
     content_hash: str  # sha256 hex of the file's bytes
     size: int  # bytes
+    empty_pages: tuple[tuple[int, str], ...] = ()  # (page number, why) of pages that gave no text
     _text: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -76,6 +82,10 @@ class LoadedDocument:
         if self._text is None:
             object.__setattr__(self, "_text", PAGE_SEPARATOR.join(p.text for p in self.pages))
         return self._text  # type: ignore[return-value]
+
+    @property
+    def ocr_pages(self) -> list[int]:
+        return [p.number for p in self.pages if p.ocr and p.number is not None]
 
     def page_starts(self) -> list[int]:
         """Offset in :attr:`text` where each page of :attr:`pages` starts."""
@@ -98,8 +108,14 @@ class Loader(ABC):
         """Whether the first :data:`SNIFF_BYTES` bytes of a file are this format."""
 
     @abstractmethod
-    def load(self, data: bytes, source: str) -> tuple[list[PageText], str | None]:
-        """Pages (raw or normalised text) and the title, or raise :class:`DocumentError`."""
+    def load(self, data: bytes, source: str, options: LoadOptions,
+             on_page: Callable[[int, int], None] | None = None) -> tuple[list[PageText], str | None]:
+        """Pages (raw or normalised text) and the title, or raise :class:`DocumentError`. Paged formats call
+        ``on_page(done, total)`` as they go."""
+
+    def state_key(self, options: LoadOptions) -> str:
+        """What, besides the bytes, decides this format's text (part of a document's state)."""
+        return ""
 
 
 _LOADERS: list[Loader] = []
@@ -124,7 +140,8 @@ def sniff_loader(head: bytes) -> Loader:
 
 
 # ---- entry points --------------------------------------------------------------------------------
-def load_document(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedDocument:
+def load_document(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES, options: LoadOptions | None = None,
+                  on_page: Callable[[int, int], None] | None = None) -> LoadedDocument:
     """Load one file. Raises :class:`DocumentError` with a reason code for every kind of bad input."""
     source = str(path)
     try:
@@ -137,86 +154,156 @@ def load_document(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES
         data = Path(path).read_bytes()
     except OSError as e:
         raise DocumentError(source, "unreadable", e.strerror or str(e)) from e
-    return load_bytes(data, source, max_bytes=max_bytes)
+    return load_bytes(data, source, max_bytes=max_bytes, options=options, on_page=on_page)
 
 
-def load_bytes(data: bytes, source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedDocument:
+def load_bytes(data: bytes, source: str, *, max_bytes: int = DEFAULT_MAX_BYTES, options: LoadOptions | None = None,
+               on_page: Callable[[int, int], None] | None = None) -> LoadedDocument:
     """Load a document held in memory (an upload); ``source`` names it in errors and in the result."""
     if len(data) == 0:
         raise DocumentError(source, "zero-byte", "the file is empty (0 bytes)")
     if len(data) > max_bytes:
         raise DocumentError(source, "too-large", f"{len(data)} bytes, the limit is {max_bytes} (max_bytes)")
     loader = sniff_loader(data[:SNIFF_BYTES])
-    pages, title = loader.load(data, source)
-    pages = [PageText(p.number, t) for p in pages if (t := normalize_text(p.text))]
+    raw, title = loader.load(data, source, options or LoadOptions(), on_page)
+    pages, empty = [], []
+    for p in raw:
+        text = normalize_text(p.text)
+        if text:
+            pages.append(PageText(p.number, text, p.ocr))
+        elif p.number is not None:
+            empty.append((p.number, p.note or "blank"))
     if not pages:
         raise DocumentError(source, "empty", f"no text in this {loader.name} document")
     title = normalize_text(title) if title else None
     return LoadedDocument(
         source=source, pages=pages, mime=loader.mime, title=title or None,
-        content_hash=hashlib.sha256(data).hexdigest(), size=len(data),
+        content_hash=hashlib.sha256(data).hexdigest(), size=len(data), empty_pages=tuple(empty),
     )
+
+
+def state_key(head: bytes, options: LoadOptions) -> str:
+    """The loader-side part of a document's state, from its first bytes."""
+    return sniff_loader(head[:SNIFF_BYTES]).state_key(options)
 
 
 # ---- PDF -----------------------------------------------------------------------------------------
 class PdfLoader(Loader):
+    """PDF pages through a PDF backend (``ingest/pdf.py``): decryption, OCR of pages without text, running headers
+    and footers out, lines joined into paragraphs. Page numbers are the PDF's page indices (1-based)."""
+
     name, mime = "pdf", "application/pdf"
 
     def sniff(self, head: bytes) -> bool:
         # the header may follow a little junk; readers accept it within the first KiB
         return b"%PDF-" in head[:1024]
 
-    def load(self, data: bytes, source: str) -> tuple[list[PageText], str | None]:
-        from pypdf import PdfReader
-        from pypdf.errors import DependencyError, FileNotDecryptedError
+    def state_key(self, options: LoadOptions) -> str:
+        return options.state_key()
+
+    def load(self, data, source, options, on_page=None):
+        from .ocr import INSTALL_HINT, OcrUnavailable
+        from .pdf import PdfPasswordError, clean_pages, open_pdf, read_pages
 
         if b"%%EOF" not in data[-8192:]:
             raise DocumentError(source, "corrupt", "truncated PDF (no %%EOF marker at the end)")
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                reader = PdfReader(io.BytesIO(data), strict=False)
-                if reader.is_encrypted:
-                    try:
-                        ok = reader.decrypt("")
-                    except (DependencyError, NotImplementedError) as e:
-                        raise DocumentError(source, "encrypted", f"cannot decrypt ({e})") from e
-                    if not ok:
-                        raise DocumentError(source, "encrypted", "the PDF needs a password; decrypt it first")
-                pages = reader.pages
-                n_pages = len(pages)
-                title = _pdf_title(reader)
-                texts = [_page_text(page) for page in pages]
-        except DocumentError:
-            raise
-        except FileNotDecryptedError as e:
-            raise DocumentError(source, "encrypted", str(e)) from e
+            pdf = open_pdf(data, source, options)
+        except PdfPasswordError as e:
+            tried = len(options.passwords_for(source)) - 1
+            raise DocumentError(source, "encrypted", "password-protected PDF: it cannot be opened without its "
+                                f"password ({tried} configured password(s) tried); give it with --pdf-password "
+                                "or a --pdf-passwords file") from e
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - any parser failure on untrusted bytes is "corrupt"
             raise DocumentError(source, "corrupt", f"{type(e).__name__}: {e}") from e
-        if n_pages == 0:
-            raise DocumentError(source, "empty", "the PDF has no pages")
-        if not any(t.strip() for t in texts):
-            raise DocumentError(
-                source, "no-text-layer", f"no text layer on any of its {n_pages} pages (scanned PDF?): OCR it first"
-            )
-        return [PageText(i + 1, clean_pdf_page(t)) for i, t in enumerate(texts)], title
+        try:
+            if pdf.pages == 0:
+                raise DocumentError(source, "empty", "the PDF has no pages")
+            try:
+                pages = read_pages(pdf, options, on_page)
+            except OcrUnavailable as e:
+                pages = read_pages(pdf, replace(options, ocr="off"), on_page)
+                if not any(p.text.strip() for p in pages):
+                    raise DocumentError(source, "no-text-layer", f"no text layer on any of its {pdf.pages} pages "
+                                        f"(scanned PDF?), and OCR is not possible: {e}") from e
+                pages = [p if p.text.strip() else replace(p, note=f"no text layer; OCR not possible: {INSTALL_HINT}")
+                         for p in pages]
+            title = pdf.title
+        except DocumentError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise DocumentError(source, "corrupt", f"{type(e).__name__}: {e}") from e
+        finally:
+            pdf.close()
+        if not any(p.text.strip() for p in pages):
+            if options.ocr == "off":
+                raise DocumentError(source, "no-text-layer", f"no text layer on any of its {len(pages)} pages "
+                                    "(scanned PDF?) and OCR is off (ocr=off)")
+            notes = sorted({p.note for p in pages if p.note and p.note != "blank"})
+            raise DocumentError(source, "no-text-layer", f"no text on any of its {len(pages)} pages, OCR included "
+                                "(blank or unreadable scan)" + (f"; {'; '.join(notes)}" if notes else ""))
+        return [PageText(p.number, p.text, p.ocr, p.note) for p in clean_pages(pages)], title
 
 
-def _page_text(page) -> str:
-    try:
-        return page.extract_text() or ""
-    except Exception:  # noqa: BLE001 - one broken page must not lose the document; it yields no text
-        return ""
+# ---- images (OCR) ------------------------------------------------------------------------------------
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")
 
 
-def _pdf_title(reader) -> str | None:
-    try:
-        meta = reader.metadata
-        return str(meta.title) if meta and meta.title else None
-    except Exception:  # noqa: BLE001 - metadata is optional and often malformed
-        return None
+class ImageLoader(Loader):
+    """PNG, JPEG, TIFF (every frame a page) and WebP scans, read by OCR."""
+
+    name, mime = "image", "image/*"
+
+    def sniff(self, head: bytes) -> bool:
+        return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+    def state_key(self, options: LoadOptions) -> str:
+        return options.state_key()
+
+    def load(self, data, source, options, on_page=None):
+        from PIL import Image, UnidentifiedImageError
+
+        from .ocr import OcrUnavailable, PageOcr, Tesseract
+
+        if options.ocr == "off":
+            raise DocumentError(source, "unsupported", "an image: its text can only be read by OCR, and OCR is off")
+        try:
+            image = Image.open(io.BytesIO(data))
+            n_frames = getattr(image, "n_frames", 1)
+            image.seek(0)
+            image.load()
+        except (UnidentifiedImageError, OSError, ValueError, EOFError) as e:
+            raise DocumentError(source, "corrupt", f"unreadable image: {type(e).__name__}: {e}") from e
+
+        def frame(i: int):  # one frame in memory at a time (a 300-page TIFF), decoded in this thread
+            image.seek(i)
+            return image.convert("L")
+        try:
+            engine = Tesseract(options.ocr_languages, options.ocr_timeout)
+        except OcrUnavailable as e:
+            raise DocumentError(source, "no-text-layer", f"an image: its text can only be read by OCR: {e}") from e
+        done = [0]
+
+        def tick():
+            done[0] += 1
+            if on_page:
+                on_page(done[0], n_frames)
+
+        with PageOcr(engine, options.ocr_workers, on_done=tick) as pool:
+            for i in range(n_frames):
+                pool.submit(i + 1, lambda i=i: frame(i))
+            results = list(pool.results())
+        pages = [PageText(i, r.text, ocr=bool(r.text.strip()), note="" if r.text.strip() else (r.error or "blank"))
+                 for i, r in results]
+        if not any(p.text.strip() for p in pages):
+            notes = sorted({p.note for p in pages})
+            raise DocumentError(source, "no-text-layer", f"OCR found no text in this image ({len(pages)} page(s): "
+                                f"{', '.join(notes)})")
+        return [replace(p, text=clean_pdf_page(p.text)) for p in pages], None
 
 
 # ---- DOCX ----------------------------------------------------------------------------------------
@@ -232,7 +319,7 @@ class DocxLoader(Loader):
         # a zip whose first entries name the Word parts (Word writes [Content_Types].xml and word/ early)
         return head.startswith(b"PK\x03\x04") and (b"word/" in head or b"[Content_Types].xml" in head)
 
-    def load(self, data: bytes, source: str) -> tuple[list[PageText], str | None]:
+    def load(self, data, source, options, on_page=None):
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 names = set(zf.namelist())
@@ -274,7 +361,7 @@ class ZipLoader(Loader):
     def sniff(self, head: bytes) -> bool:
         return head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
 
-    def load(self, data: bytes, source: str) -> tuple[list[PageText], str | None]:
+    def load(self, data, source, options, on_page=None):
         raise DocumentError(source, "unsupported", "a zip archive (only .docx among zip formats is supported)")
 
 
@@ -296,7 +383,7 @@ class HtmlLoader(Loader):
             head = head.removeprefix(bom)
         return bool(_HTML_START.match(head[:SNIFF_BYTES]))
 
-    def load(self, data: bytes, source: str) -> tuple[list[PageText], str | None]:
+    def load(self, data, source, options, on_page=None):
         from bs4 import BeautifulSoup
 
         with warnings.catch_warnings():
@@ -334,7 +421,7 @@ class TextLoader(Loader):
     def sniff(self, head: bytes) -> bool:
         return True
 
-    def load(self, data: bytes, source: str) -> tuple[list[PageText], str | None]:
+    def load(self, data, source, options, on_page=None):
         text = decode_text(data, source)
         m = _MD_TITLE.search(text[:4096])
         return [PageText(None, text)], (m.group(1) if m else None)
@@ -380,5 +467,5 @@ _PREFERRED = [
 _EBCDIC = {"cp037", "cp273", "cp424", "cp500", "cp875", "cp1026", "cp1140"}
 
 
-for _loader in (PdfLoader(), DocxLoader(), ZipLoader(), HtmlLoader(), TextLoader()):
+for _loader in (PdfLoader(), ImageLoader(), DocxLoader(), ZipLoader(), HtmlLoader(), TextLoader()):
     register_loader(_loader)

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +31,9 @@ from lusifer_rag.errors import ConfigError, IngestError
 from lusifer_rag.store import CollectionSpec, Filter, Point, VectorStore
 
 from .chunking import Chunker, ChunkingParams
-from .loaders import LoadedDocument, load_document
+from .loaders import SNIFF_BYTES, LoadedDocument, load_document, state_key
+from .options import LoadOptions
+from .progress import Progress
 
 NAMESPACE = uuid.UUID("6f1c1f0e-5b7e-4c8e-9a57-1a2b3c4d5e6f")
 SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules"}
@@ -54,6 +56,8 @@ class FileResult:
     chunks: int = 0
     pages: int = 0
     language: str = ""
+    ocr_pages: int = 0  # pages whose text was read by OCR
+    empty_pages: list = field(default_factory=list)  # [page, why] of pages that gave no text, OCR included
 
 
 @dataclass
@@ -75,7 +79,9 @@ class IngestReport:
         c = Counter(r.status for r in self.results)
         parts = [f"{c.get(s, 0)} {s}" for s in ("ingested", "replaced", "skipped", "pruned", "failed")]
         rate = self.embedded_tokens / self.seconds if self.seconds else 0.0
+        ocr = sum(r.ocr_pages for r in self.results)
         return (f"{self.collection}: " + ", ".join(parts)
+                + (f"; {ocr} pages OCR'd" if ocr else "")
                 + f"; {self.embedded_chunks} chunks embedded ({rate:,.0f} tokens/s) in {self.seconds:.1f}s")
 
     def to_json(self) -> dict:
@@ -112,21 +118,25 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def _load(path: str, max_bytes: int | None) -> LoadedDocument:  # runs in a worker process
-    return load_document(path, max_bytes=max_bytes) if max_bytes else load_document(path)
+def _load(path: str, max_bytes: int | None, options: LoadOptions | None = None,
+          on_page: Callable[[int, int], None] | None = None) -> LoadedDocument:  # also runs in worker processes
+    kw = {"max_bytes": max_bytes} if max_bytes else {}
+    return load_document(path, options=options, on_page=on_page, **kw)
 
 
 # ---- worker processes: parse + chunk (tokenizer and language models loaded once per worker) ----------------
-_worker: tuple[Chunker, int | None] | None = None
+_worker: tuple[Chunker, int | None, LoadOptions | None, object] | None = None
 
 
-def _init_chunk_worker(counter, chunking: ChunkingParams, max_bytes: int | None) -> None:
-    """``counter``: the embedder's TokenCounter, or a weightless copy of the embedder when it has none."""
+def _init_chunk_worker(counter, chunking: ChunkingParams, max_bytes: int | None, options: LoadOptions | None = None,
+                       pages_queue=None) -> None:
+    """``counter``: the embedder's TokenCounter, or a weightless copy of the embedder when it has none;
+    ``pages_queue``: where page progress goes ((source, done, total) tuples)."""
     global _worker
     _exit_with_parent()
     if not callable(counter):
         counter = _document_counter(counter)
-    _worker = (Chunker.from_params(counter, chunking), max_bytes)
+    _worker = (Chunker.from_params(counter, chunking), max_bytes, options, pages_queue)
     _preload_language_models()
     # ready at full priority (the first chunks are awaited); from now on parsing fills the gaps the embedder
     # leaves: with a CPU embedder the cores are the embedder's, and oversubscribing them costs more than it gives
@@ -146,41 +156,9 @@ def _exit_with_parent() -> None:
 
 
 def _parse_and_chunk(plan: "FilePlan") -> tuple["FileResult", list[tuple[str, dict]]]:
-    chunker, max_bytes = _worker
-    return chunk_document(chunker, plan, lambda: _load(plan.path, max_bytes))
-
-
-class Progress:
-    """tqdm bars on a terminal (files with ETA; chunks and tokens/s embedded so far, read from ``report``); one
-    plain line per file with LUSIFER_RAG_PROGRESS=plain; silent otherwise."""
-
-    def __init__(self, total: int, mode: str | None = None, report: IngestReport | None = None):
-        mode = mode or os.environ.get("LUSIFER_RAG_PROGRESS") or ("bar" if sys.stderr.isatty() and not os.environ.get("CI") else "off")
-        self.mode, self.total, self.done, self.t0 = mode, total, 0, time.time()
-        self.report = report or IngestReport("")
-        self.bar = None
-        if mode == "bar":
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, unit="file", dynamic_ncols=True)
-
-    def status_line(self, result: FileResult) -> str:
-        rate = self.report.embedded_tokens / max(time.time() - self.t0, 1e-9)
-        return (f"{result.status} {Path(result.source).name[:30]} | {self.report.embedded_chunks:,} chunks | "
-                f"{rate:,.0f} tok/s")
-
-    def file_done(self, result: FileResult) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.set_postfix_str(self.status_line(result))
-            self.bar.update(1)
-        elif self.mode == "plain":
-            print(f"[{self.done}/{self.total}] {result.status} {result.source}"
-                  + (f" ({result.reason}: {result.message})" if result.reason else ""), file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    chunker, max_bytes, options, pages_queue = _worker
+    on_page = (lambda done, total: pages_queue.put((plan.source, done, total))) if pages_queue is not None else None
+    return chunk_document(chunker, plan, lambda: _load(plan.path, max_bytes, options, on_page))
 
 
 class Ingestor:
@@ -189,8 +167,10 @@ class Ingestor:
 
     def __init__(self, store: VectorStore, collection: str, embedder, chunking: ChunkingParams | None = None,
                  *, workers: int | None = None, embed_batch_chunks: int = 256, max_bytes: int | None = None,
-                 on_progress: Callable[[int, int, FileResult], None] | None = None, progress_mode: str | None = None):
+                 on_progress: Callable[[int, int, FileResult], None] | None = None, progress_mode: str | None = None,
+                 load_options: LoadOptions | None = None):
         self.store, self.collection, self.embedder = store, collection, embedder
+        self.load_options = load_options or LoadOptions()
         self.chunking = chunking or ChunkingParams(max_tokens=min(embedder.max_tokens, 512))
         self.workers = workers if workers is not None else default_workers(embedder)
         self.embed_batch_chunks, self.max_bytes = embed_batch_chunks, max_bytes
@@ -220,8 +200,11 @@ class Ingestor:
             # every document's state changes with these, so each one is re-chunked and replaced on this run
             self.store.update_meta(self.collection, self.collection_meta())
 
-    def state_for(self, content_hash: str) -> str:
-        return hashlib.sha256(f"{content_hash}:{self.state_salt}".encode()).hexdigest()[:24]
+    def state_for(self, content_hash: str, loader_key: str = "") -> str:
+        """``loader_key``: what besides the bytes decides the format's text (PDF backend, OCR settings); empty for
+        formats read the same whatever the options (so their documents keep their state when options change)."""
+        salt = f"{self.state_salt}:{loader_key}" if loader_key else self.state_salt
+        return hashlib.sha256(f"{content_hash}:{salt}".encode()).hexdigest()[:24]
 
     def _stored_state(self, doc_id: str) -> tuple[str | None, int]:
         """(state, chunk_count) recorded on one of the document's points, or (None, 0)."""
@@ -313,32 +296,45 @@ class Ingestor:
         chunked_any = False
         max_in_flight = max(4, 2 * self.workers)  # chunked documents waiting: bounded memory, workers kept busy
         # workers parse and chunk; this thread embeds (the model stays in this process) and a writer upserts;
-        # workers=0: this thread parses and chunks too, between embeddings
-        pool = (_ChunkPool(self.workers, (_worker_counter(self.embedder), self.chunking, self.max_bytes))
-                if self.workers > 0 else None)
+        # workers=0: this thread parses and chunks too, between embeddings, except big files (scans to OCR, long
+        # books), which a thread of their own reads meanwhile, so that one of them does not hold the rest back
+        pages_queue = _mp_context().SimpleQueue() if self.workers > 0 else None
+        pool = (_ChunkPool(self.workers, (_worker_counter(self.embedder), self.chunking, self.max_bytes,
+                                          self.load_options, pages_queue)) if self.workers > 0 else None)
+        big_lane = _BigFileLane(self) if pool is None else None
+
+        def drain() -> None:
+            while pages_queue is not None and not pages_queue.empty():
+                progress.page_done(*pages_queue.get())
+
         try:
             for source, path in files:
                 plan = self.plan_file(source, path)
                 if isinstance(plan, FileResult):
                     finish(plan)
                     continue
-                if pool is None or not chunked_any:
+                if big_lane is not None and _size(path) >= BIG_FILE_BYTES:
+                    pending.append(big_lane.submit(plan, progress))
+                elif pool is None or not chunked_any:
                     # with workers, the first document is chunked here while they start (~1.5 s: tokenizer,
                     # language models), so the embedder has work at once
+                    on_page = lambda done, total, source=source: progress.page_done(source, done, total)  # noqa: E731
                     pending.append(_Pending(plan, _done(chunk_document(
-                        self.chunker, plan, lambda: _load(plan.path, self.max_bytes)))))
+                        self.chunker, plan, lambda: _load(plan.path, self.max_bytes, self.load_options, on_page)))))
                     chunked_any = True
                 else:
                     pending.append(pool.submit(plan))
                 while len(pending) >= max_in_flight:
-                    self._process(pending, pool, writer, report, finish)
+                    self._process(pending, pool, writer, report, finish, drain)
             while pending:
-                self._process(pending, pool, writer, report, finish)
+                self._process(pending, pool, writer, report, finish, drain)
             self._flush(writer, report)
             writer.close()
         finally:
             if pool is not None:
                 pool.close()
+            if big_lane is not None:
+                big_lane.close()
             writer.close(raise_errors=False)
             progress.close()
         if report.embedded_chunks:
@@ -351,10 +347,12 @@ class Ingestor:
         its current state complete; stale states are then deleted) or a FilePlan of what to (re)ingest."""
         try:
             content_hash = file_hash(Path(path))
+            with open(path, "rb") as f:
+                head = f.read(SNIFF_BYTES)
         except OSError as e:
             return FileResult(source, "failed", "unreadable", f"{source}: {e.strerror or e}")
         doc_id = doc_id_for(source)
-        state = self.state_for(content_hash)
+        state = self.state_for(content_hash, state_key(head, self.load_options))
         stored_state, _ = self._stored_state(doc_id)
         if stored_state is not None and self._is_complete(doc_id, state):
             self._delete_stale(doc_id, state)
@@ -364,13 +362,22 @@ class Ingestor:
 
     # ---- internals -------------------------------------------------------------------------------
     def _process(self, pending: list["_Pending"], pool: "_ChunkPool | None", writer: "_Writer",
-                 report: IngestReport, finish) -> None:
-        """Take the oldest pending document's chunks (embedding what is buffered while they are not ready)."""
-        item = pending[0]
-        if not item.future.done() and self._buffer_tokens >= self.embedder.batch_token_budget():
-            # the next document is still being chunked: embed what is ready instead of waiting (overlap)
-            self._flush(writer, report)
-        result, items = pool.result(pending) if pool is not None else pending.pop(0).future.result()
+                 report: IngestReport, finish, drain: Callable[[], None] = lambda: None) -> None:
+        """Take the chunks of a pending document that is ready — the oldest ready one, not necessarily the oldest —
+        embedding what is buffered while none is."""
+        while True:
+            drain()
+            ready = next((i for i, item in enumerate(pending) if item.future.done()), None)
+            if ready is not None:
+                break
+            if self._buffer_tokens >= self.embedder.batch_token_budget():
+                self._flush(writer, report)  # embed what is ready instead of waiting (overlap)
+                continue
+            finished, _ = wait([item.future for item in pending], timeout=0.5, return_when=FIRST_COMPLETED)
+            if not finished and self._buffer:
+                self._flush(writer, report)  # a slow document (OCR): do not leave the embedder idle meanwhile
+        item = pending[ready]
+        result, items = pool.result(pending, ready) if item.pooled else pending.pop(ready).future.result()
         plan = item.plan
         doc_id, state = plan.doc_id, plan.state
         if result.status == "failed":
@@ -405,58 +412,116 @@ def _done(value) -> Future:
 class _Pending:
     plan: "FilePlan"
     future: Future
-    retried: bool = False
+    pooled: bool = False  # runs in the worker pool (a crash there is handled by _ChunkPool)
+    solo: int = 0  # > 0: in the one-worker quarantine, with this submission number
+
+
+BIG_FILE_BYTES = 8 * 1024 * 1024  # in-process mode: files this big are read beside the rest (big_lane)
+
+
+def _size(path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+class _BigFileLane:
+    """One thread that reads and chunks big files while this thread goes on with the others. It has a chunker of
+    its own (the light token counter: no tokenizer shared between threads)."""
+
+    def __init__(self, ing: "Ingestor"):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.ing = ing
+        counter = _worker_counter(ing.embedder)
+        self.chunker = Chunker.from_params(counter if callable(counter) else _document_counter(counter), ing.chunking)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="lusifer-ingest-big")
+
+    def submit(self, plan: "FilePlan", progress: "Progress") -> _Pending:
+        on_page = lambda done, total: progress.page_done(plan.source, done, total)  # noqa: E731
+        load = lambda: _load(plan.path, self.ing.max_bytes, self.ing.load_options, on_page)  # noqa: E731
+        return _Pending(plan, self.pool.submit(chunk_document, self.chunker, plan, load))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _ChunkPool:
     """Worker processes that parse and chunk. A worker that dies (a parser crash, killed for memory) breaks the
-    whole pool: the oldest pending file is reported failed, the pool restarts and the others are resubmitted,
-    so one hostile file fails alone (a resubmitted file that breaks it again is the culprit)."""
+    whole pool, and with several workers any file running then may be the one. So the pool restarts, and the
+    files that were unfinished are run again one at a time in a one-worker quarantine pool, where a crash names
+    its file exactly: the hostile file fails alone, every other one gets its result."""
 
     def __init__(self, workers: int, initargs: tuple, task: Callable = None, initializer: Callable = None):
         self.workers, self.initargs = workers, initargs
         self.task = task or _parse_and_chunk
         self.initializer = initializer or _init_chunk_worker
-        self._pool = self._start()
+        self._pool = self._start(workers)
+        self._solo: ProcessPoolExecutor | None = None  # the quarantine (one worker: runs files in order)
+        self._seq = 0  # quarantine submission order
 
-    def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=_mp_context(), initializer=self.initializer,
+    def _start(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=self.initializer,
                                    initargs=self.initargs)
 
     def submit(self, plan: "FilePlan") -> _Pending:
-        return _Pending(plan, self._pool.submit(self.task, plan))
+        if self.workers == 1:  # one worker is a quarantine already
+            return self._quarantine(plan)
+        return _Pending(plan, self._pool.submit(self.task, plan), pooled=True)
 
-    def result(self, pending: list[_Pending]) -> tuple[FileResult, list[tuple[str, dict]]]:
-        """Pop the oldest pending file: its (result, chunk items)."""
+    def _quarantine(self, plan: "FilePlan") -> _Pending:
+        if self._solo is None:
+            self._solo = self._pool if self.workers == 1 else self._start(1)
+        self._seq += 1
+        return _Pending(plan, self._solo.submit(self.task, plan), pooled=True, solo=self._seq)
+
+    def result(self, pending: list[_Pending], index: int = 0) -> tuple[FileResult, list[tuple[str, dict]]]:
+        """Pop pending[index] (a pooled file whose future is done, the oldest such): its (result, chunk items)."""
         while True:
-            item = pending[0]
+            item = pending[index]
             try:
                 out = item.future.result()
-                pending.pop(0)
+                pending.pop(index)
                 return out
             except BrokenProcessPool as e:
-                self._restart(pending)
-                # one worker runs files in order, so the oldest unfinished one broke it; with several, any
-                # running file may have: all are retried once, and one that breaks a pool again fails
-                if self.workers == 1 or item.retried:
-                    pending.pop(0)
-                    source = item.plan.source
-                    return FileResult(source, "failed", "crash", f"{source}: the parser process died while "
-                                      f"reading it ({type(e).__name__}: out of memory, or a crash in a parsing "
-                                      "library)"), []
+                culprit = self._recover(pending, bool(item.solo))
+                if culprit is not None:  # reported in its turn (maybe this very call)
+                    source = pending[culprit].plan.source
+                    failed = FileResult(source, "failed", "crash", f"{source}: the parser process died while "
+                                        f"reading it ({type(e).__name__}: out of memory, or a crash in a parsing "
+                                        "library)")
+                    pending[culprit] = _Pending(pending[culprit].plan, _done((failed, [])))
 
-    def _restart(self, pending: list[_Pending]) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._start()
-        for i, item in enumerate(pending):
-            if item.future.done() and item.future.exception() is None:
-                continue  # finished before the crash: keep its result
-            retry = i > 0 or self.workers > 1  # with one worker the oldest is failed, not retried
-            pending[i] = _Pending(item.plan, self._pool.submit(self.task, item.plan) if retry
-                                  else item.future, item.retried or retry)
+    def _recover(self, pending: list[_Pending], quarantine_broke: bool) -> int | None:
+        """Restart what broke; returns the index in ``pending`` of the file known to have broken it (the oldest
+        unfinished one of the quarantine), or None when the main pool broke (its files go to the quarantine)."""
+        broken = [i for i, it in enumerate(pending) if it.pooled and not _ok(it)
+                  and bool(it.solo) == quarantine_broke]
+        if not quarantine_broke:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._start(self.workers)
+            for i in broken:
+                pending[i] = self._quarantine(pending[i].plan)
+            return None
+        culprit = min(broken, key=lambda i: pending[i].solo)
+        self._solo.shutdown(wait=False, cancel_futures=True)
+        self._solo = self._start(1)
+        if self.workers == 1:
+            self._pool = self._solo
+        for i in sorted((i for i in broken if i != culprit), key=lambda i: pending[i].solo):
+            pending[i] = self._quarantine(pending[i].plan)
+        return culprit
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._solo is not None and self._solo is not self._pool:
+            self._solo.shutdown(wait=True, cancel_futures=True)
+
+
+def _ok(item: _Pending) -> bool:
+    """Finished before a crash, with a result (kept as it is)."""
+    return item.future.done() and not item.future.cancelled() and item.future.exception() is None
 
 
 @dataclass(frozen=True)
@@ -523,16 +588,20 @@ def chunk_document(chunker: Chunker, plan: FilePlan, load: Callable[[], LoadedDo
         return FileResult(source, "failed", "corrupt", f"{source}: cannot parse: {type(e).__name__}: {e}"), []
     doc_lang = Counter(c.language for c in chunks).most_common(1)[0][0]
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ocr_pages = set(doc.ocr_pages)
     result = FileResult(source, "replaced" if plan.replacing else "ingested", chunks=len(chunks),
-                        pages=len(doc.pages), language=doc_lang)
+                        pages=len(doc.pages) + len(doc.empty_pages), language=doc_lang, ocr_pages=len(ocr_pages),
+                        empty_pages=[list(e) for e in doc.empty_pages])
     items = []
     for c in chunks:
+        ocr = bool(ocr_pages) and c.page_start is not None and any(
+            p in ocr_pages for p in range(c.page_start, (c.page_end or c.page_start) + 1))
         payload = {"page_content": c.text, "metadata": {
             "doc_id": doc_id, "source": source, "title": doc.title or Path(source).name, "state": state,
             "content_hash": doc.content_hash, "chunk_no": c.chunk_no, "chunk_count": len(chunks),
             "language": c.language, "doc_language": doc_lang, "page": c.page_start, "page_end": c.page_end,
             "char_start": c.char_start, "char_end": c.char_end, "token_count": c.token_count,
-            "pages": len(doc.pages), "mime": doc.mime, "ingested_at": now}}
+            "pages": result.pages, "mime": doc.mime, "ocr": ocr, "ingested_at": now}}
         items.append((point_id(doc_id, state, c.chunk_no), payload))
     return result, items
 

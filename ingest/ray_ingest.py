@@ -35,6 +35,7 @@ from lusifer_rag.store import Point, VectorStore, open_store, parse_location
 from lusifer_rag.embedder.base import weightless
 
 from .chunking import ChunkingParams
+from .options import LoadOptions
 from .pipeline import (FilePlan, FileResult, Ingestor, IngestReport, Progress, _load, chunk_document, chunker_for,
                        embed_texts, expand_paths, sparse_encoder_for)
 from .scale import ScaleSettings, can_defer, finish_bulk_load
@@ -64,6 +65,7 @@ def ingest_with_ray(
     write_batch: int = 256,
     retries: int = 5,
     max_bytes: int | None = None,
+    load_options: LoadOptions | None = None,
     prune: bool = False,
     runtime_env: dict[str, Any] | None = None,
     progress_mode: str | None = None,
@@ -108,7 +110,7 @@ def ingest_with_ray(
     parsers = parsers or max(1, int(cpus - workers * embed_cpus))
 
     with open_store(store_location, api_key=api_key) as store:
-        planner = _Planner(store, collection, view, chunking, scale)
+        planner = _Planner(store, collection, view, chunking, scale, load_options)
         report = IngestReport(collection)
         progress = Progress(len(files), progress_mode, report)
 
@@ -125,7 +127,8 @@ def ingest_with_ray(
                     todo.append(plan)
             if todo:
                 ds = _chunk_and_embed(todo, view, embedder_spec, device, options, chunking, parsers, workers,
-                                      gpu_per_actor, embed_cpus, embed_batch_chunks, max_bytes)
+                                      gpu_per_actor, embed_cpus, embed_batch_chunks, max_bytes,
+                                      planner.load_options)
                 writer = _WRITERS.get(parse_location(store_location)[0], _driver_writer)
                 ctx = _WriteContext(store, collection, store_location, api_key, scale.writer_count(
                     store.open_collection(collection)), write_batch, retries)
@@ -159,7 +162,14 @@ def ingest_from_args(args, settings) -> IngestReport:
         scale=scale, workers=args.workers, address=None if args.ray == "local" else args.ray,
         api_key=settings.qdrant_api_key, embedder_options={k: v for k, v in options.items() if v is not None},
         embed_batch_chunks=settings.ingest_batch_chunks, prune=args.prune,
+        load_options=_load_options(args, settings),
     )
+
+
+def _load_options(args, settings) -> LoadOptions:
+    from .cli import load_options
+
+    return load_options(args, settings)
 
 
 # ---- driver side ------------------------------------------------------------------------------------------
@@ -167,9 +177,10 @@ class _Planner(Ingestor):
     """The single-machine Ingestor's store-side logic (states, skip checks, stale deletes, prune) on the driver,
     with a weightless embedder; a new collection gets the scale layout."""
 
-    def __init__(self, store: VectorStore, collection: str, view, chunking: ChunkingParams, scale: ScaleSettings):
+    def __init__(self, store: VectorStore, collection: str, view, chunking: ChunkingParams, scale: ScaleSettings,
+                 load_options: LoadOptions | None = None):
         self.scale = scale
-        super().__init__(store, collection, view, chunking, workers=1)
+        super().__init__(store, collection, view, chunking, workers=1, load_options=load_options)
 
     def _ensure_collection(self) -> None:
         if self.collection not in self.store.list_collections():
@@ -198,14 +209,15 @@ def _connect(address: str | None, runtime_env: dict[str, Any] | None) -> None:
 
 
 def _chunk_and_embed(todo, view, spec, device, options, chunking, parsers, workers, gpu_per_actor, embed_cpus,
-                     embed_batch_chunks, max_bytes):
+                     embed_batch_chunks, max_bytes, load_options):
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # our own progress reports files; Ray's bars would interleave with it
     ds = ray.data.from_items([asdict(p) for p in todo], override_num_blocks=min(len(todo), max(4 * parsers, 1)))
     ds = ds.map_batches(
-        _ParseChunk, fn_constructor_kwargs={"view": view, "chunking": chunking, "max_bytes": max_bytes},
+        _ParseChunk, fn_constructor_kwargs={"view": view, "chunking": chunking, "max_bytes": max_bytes,
+                               "load_options": load_options},
         batch_size=1, batch_format="pandas", num_cpus=1,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=parsers),
     )
@@ -254,9 +266,9 @@ def _describe(spec: str, device: str, options: dict) -> Any:
 class _ParseChunk:
     """CPU actor: files -> chunk rows (one row per chunk; one row with id "" per failed file)."""
 
-    def __init__(self, view, chunking: ChunkingParams, max_bytes: int | None):
+    def __init__(self, view, chunking: ChunkingParams, max_bytes: int | None, load_options: LoadOptions | None = None):
         self.chunker = chunker_for(view, chunking)
-        self.max_bytes = max_bytes
+        self.max_bytes, self.load_options = max_bytes, load_options
 
     def __call__(self, batch):  # pandas DataFrame of FilePlan rows
         import pandas as pd
@@ -264,7 +276,7 @@ class _ParseChunk:
         rows: dict[str, list] = {c: [] for c in CHUNK_COLUMNS}
         for rec in batch.to_dict("records"):
             plan = FilePlan(**rec)
-            result, items = chunk_document(self.chunker, plan, lambda: _load(plan.path, self.max_bytes))
+            result, items = chunk_document(self.chunker, plan, lambda: _load(plan.path, self.max_bytes, self.load_options))
             result_json = json.dumps(asdict(result), ensure_ascii=False)
             for pid, payload in items or [("", None)]:
                 rows["id"].append(pid)

@@ -186,3 +186,79 @@ free and equal in dignity and rights.</p>
 </body></html>
 """
 HTML_NOISE = ["SCRIPT-NOISE", "HEADER-NOISE", "NAV-NOISE", "ASIDE-NOISE", "FOOTER-NOISE", "color: red"]
+
+
+# ---- encrypted, scanned and paginated PDFs (issue 14) ------------------------------------------------------
+def encrypted_copy(src: Path, dst: Path, *, user_password: str = "", algorithm: str = "AES-128") -> Path:
+    """``src`` encrypted by pypdf: 'RC4-40', 'RC4-128', 'AES-128', 'AES-256'. An empty user password is the usual
+    "no copy / no print" restriction: every viewer opens it without asking."""
+    from pypdf import PdfWriter
+
+    writer = PdfWriter(clone_from=str(src))
+    writer.encrypt(user_password=user_password, owner_password="owner-secret", algorithm=algorithm)
+    with open(dst, "wb") as f:
+        writer.write(f)
+    return dst
+
+
+def render_pages(src: Path, dpi: int = 200) -> list:
+    """Each page of ``src`` as a greyscale PIL image, as a scanner would see it."""
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument(str(src))
+    try:
+        return [doc[i].render(scale=dpi / 72, grayscale=True).to_pil().convert("L") for i in range(len(doc))]
+    finally:
+        doc.close()
+
+
+def scanned_copy(src: Path, dst: Path, *, dpi: int = 200, blank_pages: int = 0) -> Path:
+    """``src`` printed and scanned: each page rendered to an image and wrapped back into an image-only PDF
+    (Pillow's PDF writer), with ``blank_pages`` white pages appended (a blank scan)."""
+    from PIL import Image
+
+    images = render_pages(src, dpi)
+    images += [Image.new("L", images[0].size, 255) for _ in range(blank_pages)]
+    images[0].save(dst, "PDF", resolution=dpi, save_all=True, append_images=images[1:])
+    return dst
+
+
+def text_pdf(path: Path, paragraphs: list[str], *, font: str = "NotoSans", size: int = 16) -> Path:
+    """One page per paragraph, large type (what a clean scan of a printed page reads like)."""
+    pdf = _pdf()
+    for text in paragraphs:
+        pdf.add_page()
+        pdf.set_font(font, size=size)
+        pdf.multi_cell(0, size * 0.6, text)
+    pdf.output(str(path))
+    return path
+
+
+def book_pdf(path: Path, pages: list[str], *, title: str = "The Universal Declaration: A Study Guide") -> Path:
+    """A book layout: the book's title on even pages and the chapter's on odd ones (a running header), and
+    "N / total" at the foot of every page (a running footer)."""
+    from fpdf import FPDF
+
+    class Book(FPDF):
+        def header(self):
+            self.set_font("NotoSans", size=9)
+            chapter = f"Chapter {1 + (self.page_no() - 1) // 4}. Rights and freedoms"
+            self.cell(0, 6, title if self.page_no() % 2 == 0 else chapter, new_x="LMARGIN", new_y="NEXT")
+            self.ln(4)
+
+        def footer(self):
+            self.set_y(-15)
+            self.set_font("NotoSans", size=9)
+            self.cell(0, 6, f"{self.page_no()} / {{nb}}", align="C")
+
+    pdf = Book(format="A4")
+    pdf.alias_nb_pages()
+    pdf.set_auto_page_break(False)
+    pdf.set_margins(20, 20, 20)
+    pdf.add_font("NotoSans", fname=str(LATIN_FONT))
+    for text in pages:
+        pdf.add_page()
+        pdf.set_font("NotoSans", size=11)
+        pdf.multi_cell(0, 6, text)
+    pdf.output(str(path))
+    return path

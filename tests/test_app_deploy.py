@@ -72,7 +72,8 @@ def test_dockerfile_installs_the_app_and_serves_it():
     assert '".[offline]"' in text and "gradio" in text
     assert "ARG TORCH_INDEX" in text  # the GPU variant is a build argument
     assert 'CMD ["lusifer-rag", "serve"' in text
-    for copied in ("lusifer_rag", "embedder", "ingest", "rag", "app"):
+    assert "tesseract-ocr" in text  # OCR in the image too
+    for copied in ("lusifer_rag", "embedder", "ingest", "rag", "app", "train"):
         assert f"COPY {copied} ./{copied}" in text and (ROOT / copied).is_dir()
 
 

@@ -248,7 +248,8 @@ def test_cli_ingest_stats_and_exit_codes(tmp_path, e5, udhr):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_dying_worker_fails_its_file_alone_and_the_pool_restarts(workers):
-    """Real worker processes: files named *crash* kill theirs; every other file still gets its result, in order."""
+    """Real worker processes: files named *crash* kill theirs; exactly they fail, every other file gets its result,
+    in order."""
     import pool_tasks
 
     from lusifer_rag.ingest.pipeline import FilePlan, _ChunkPool
@@ -268,11 +269,8 @@ def test_a_dying_worker_fails_its_file_alone_and_the_pool_restarts(workers):
         if "crash" in n:
             assert by_name[n].status == "failed" and by_name[n].reason == "crash"
             assert n in by_name[n].message and "parser process died" in by_name[n].message
-        elif workers == 1:  # one worker: the culprit is known exactly
+        else:  # the files running beside a crash are re-run in quarantine, one at a time: none fails with it
             assert by_name[n].status == "ingested", by_name[n]
-    # with several workers an innocent file may share a crash; at most one per crash, and never a silent loss
-    assert sum(r.status == "failed" for r in results) <= (2 if workers == 1 else 4)
-    assert all(r.status in ("ingested", "failed") for r in results)
 
 
 def test_workers_chunk_exactly_like_this_process(tmp_path, e5, udhr):
