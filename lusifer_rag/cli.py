@@ -141,7 +141,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- entry point -------------------------------------------------------------------------------------
 #: modules whose commands join this CLI (imported lazily so that `lusifer-rag models` stays light)
-COMMAND_MODULES = ("lusifer_rag.ingest.cli", "lusifer_rag.rag.cli", "lusifer_rag.rag.eval.cli", "lusifer_rag.app.cli")
+COMMAND_MODULES = ("lusifer_rag.ingest.cli", "lusifer_rag.rag.cli", "lusifer_rag.rag.eval.cli", "lusifer_rag.app.cli",
+                   "lusifer_rag.train.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

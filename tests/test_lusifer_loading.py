@@ -68,8 +68,11 @@ def test_many_missing_keys_are_counted_and_cut(tmp_path):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("encoder_backbone_type", "gpt2", r"unknown encoder_backbone_type 'gpt2'; supported: \['mistral', 'llama', 'qwen2'\]"),
-    ("universal_learner_backbone_type", "bert", r"unknown universal_learner_backbone_type 'bert'"),
+    ("encoder_backbone_type", "gpt2", r"unknown encoder_backbone_type 'gpt2'; supported: \['mistral', 'llama', 'qwen2', 'bert'\]"),
+    ("universal_learner_backbone_type", "gpt2", r"unknown universal_learner_backbone_type 'gpt2'"),
+    ("universal_learner_backbone_type", "bert",
+     r"universal_learner_backbone_type 'bert' does not match .*model_type 'xlm-roberta'"),
+    ("connection_type", "attention", r"connection_type 'attention' not supported; supported: \['ff', 'fusion-global'"),
     ("universal_learner_backbone_type", "mt5",
      r"universal_learner_backbone_type 'mt5' does not match .*model_type 'xlm-roberta'"),
     ("pooling_method", "cls", r"pooling_method 'cls' not supported"),

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = ("app", "embedder", "ingest", "rag")  # mapped to lusifer_rag.<folder>
+FOLDERS = ("app", "embedder", "ingest", "rag", "train")  # mapped to lusifer_rag.<folder>
 SOURCE_DIRS = ("lusifer_rag",) + FOLDERS
 CODE_DIRS = SOURCE_DIRS + ("tests", "bench", "scripts")
 
@@ -123,8 +123,9 @@ def test_wheel_installs_only_lusifer_rag_beside_a_users_own_packages(tmp_path):
     proj = _users_project(tmp_path)
     probe = textwrap.dedent("""
         import json, pkgutil, importlib, sys
-        import app, embedder, ingest, rag                                   # the user's own packages
-        FOLDERS = ("app", "embedder", "ingest", "rag")
+        FOLDERS = __FOLDERS__
+        for n in FOLDERS:  # the user's own packages
+            importlib.import_module(n)
         from lusifer_rag.langchain import LusiferRetriever, LusiferEmbeddings
         import lusifer_rag
         from lusifer_rag.app.service import SAMPLE_CORPUS
@@ -144,7 +145,7 @@ def test_wheel_installs_only_lusifer_rag_beside_a_users_own_packages(tmp_path):
             "sample": sorted(p.name for p in SAMPLE_CORPUS.iterdir()),
             "failed": failed,
         }))
-    """)
+    """).replace("__FOLDERS__", repr(FOLDERS))
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     run = subprocess.run([str(venv / "bin" / "python"), "-c", probe], cwd=proj, env=env, capture_output=True,
                          text=True, timeout=600)

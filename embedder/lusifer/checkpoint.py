@@ -72,8 +72,9 @@ class Linear:
 class Layout:
     """The official key layout for one config: expected keys/shapes and the map to our parameter names."""
 
-    def __init__(self, cfg: LusiferConfig, ul: Any, llm: LLMShape):
-        """``ul``: XLMRShape or MT5Shape (its ``backbone`` picks the key layout)."""
+    def __init__(self, cfg: LusiferConfig, ul: Any, llm: Any):
+        """``ul``: XLMRShape, MT5Shape or BertShape (its ``backbone`` picks the key layout); ``llm``: LLMShape
+        (a decoder target) or BertShape (an encoder target)."""
         self.cfg = cfg
         self.required: dict[str, tuple[int, ...]] = {}
         self.optional: dict[str, tuple[int, ...]] = {}  # allowed but unused
@@ -89,6 +90,26 @@ class Layout:
 
         llm_lora = cfg.encoder_lora_name
         E = "encoder.base_model.model." if llm_lora else "encoder."
+        if isinstance(llm, LLMShape):
+            self._decoder_keys(llm, E, llm_lora)
+        else:  # a BERT encoder target (our extension): BertModel keys, LoRA-wrapped like the learner's
+            _xlmr_keys(self, llm, E, llm_lora, ours="llm.", word_emb_used=False)
+        D = llm.hidden_size
+
+        if cfg.fusion_mode:
+            from .fusion import LayerFusion
+
+            for name, tensor in LayerFusion(ul.num_layers, d, cfg.fusion_mode).state_dict().items():
+                self._plain(f"connector.fusion.{name}", f"connection_module.fusion.{name}", tuple(tensor.shape))
+        self._linear("connector.ff0", [Linear("connection_module.ff.0", None, d, d, True)])
+        self._linear("connector.ff2", [Linear("connection_module.ff.2", None, D, d, True)])
+        if cfg.num_added_tokens:
+            self._plain("connector.added_tokens", "connection_module.added_tokens", (cfg.num_added_tokens, D))
+        self._linear("proj.l0", [Linear("output_projection.0", None, D, D, True)])
+        self._linear("proj.l2", [Linear("output_projection.2", None, D, D, True)])
+
+    def _decoder_keys(self, llm: LLMShape, E: str, llm_lora: str | None) -> None:
+        """Official Mistral / Llama / Qwen2 keys (peft-wrapped q/k/v/o/gate/up/down) onto ``llm.*``."""
         D, hd = llm.hidden_size, llm.head_dim
         qo, kvo = llm.num_heads * hd, llm.num_kv_heads * hd
         for i in range(llm.num_layers):
@@ -108,13 +129,6 @@ class Layout:
         unused = {E + "model.embed_tokens.weight": (llm.vocab_size, D), E + "lm_head.weight": (llm.vocab_size, D)}
         tied = bool(getattr(llm.hf_config, "tie_word_embeddings", False))
         (self.optional if tied else self.required).update(unused)
-
-        self._linear("connector.ff0", [Linear("connection_module.ff.0", None, d, d, True)])
-        self._linear("connector.ff2", [Linear("connection_module.ff.2", None, D, d, True)])
-        if cfg.num_added_tokens:
-            self._plain("connector.added_tokens", "connection_module.added_tokens", (cfg.num_added_tokens, D))
-        self._linear("proj.l0", [Linear("output_projection.0", None, D, D, True)])
-        self._linear("proj.l2", [Linear("output_projection.2", None, D, D, True)])
 
     def _plain(self, ours: str, key: str, shape: tuple[int, ...]) -> None:
         self.plain[ours] = key
@@ -188,19 +202,24 @@ class Layout:
                     yield ours + ".bias", (bs[0] if len(bs) == 1 else torch.cat(bs)).to(device)
 
 
-def _xlmr_keys(layout: Layout, ul: XLMRShape, P: str, ul_lora: str | None) -> None:
-    """Official XLMRobertaModel keys (peft-wrapped query/key/value/dense) onto our ``ul.*`` names."""
+def _xlmr_keys(layout: Layout, ul: XLMRShape, P: str, ul_lora: str | None, ours: str = "ul.",
+               word_emb_used: bool = True) -> None:
+    """Official XLMRobertaModel keys (peft-wrapped query/key/value/dense) onto our ``ul.*`` names. BertModel has the
+    same names: a BERT learner, or (``ours="llm."``) a BERT target, whose word embeddings the chain never reads."""
     d = ul.hidden_size
-    for ours, key, shape in [
-        ("ul.word_emb.weight", "embeddings.word_embeddings.weight", (ul.vocab_size, d)),
-        ("ul.pos_emb.weight", "embeddings.position_embeddings.weight", (ul.max_positions, d)),
-        ("ul.type_emb.weight", "embeddings.token_type_embeddings.weight", (ul.type_vocab_size, d)),
-        ("ul.emb_ln.weight", "embeddings.LayerNorm.weight", (d,)),
-        ("ul.emb_ln.bias", "embeddings.LayerNorm.bias", (d,)),
+    for name, key, shape in [
+        ("word_emb.weight", "embeddings.word_embeddings.weight", (ul.vocab_size, d)),
+        ("pos_emb.weight", "embeddings.position_embeddings.weight", (ul.max_positions, d)),
+        ("type_emb.weight", "embeddings.token_type_embeddings.weight", (ul.type_vocab_size, d)),
+        ("emb_ln.weight", "embeddings.LayerNorm.weight", (d,)),
+        ("emb_ln.bias", "embeddings.LayerNorm.bias", (d,)),
     ]:
-        layout.plain_key(ours, P + key, shape)
+        if name == "word_emb.weight" and not word_emb_used:
+            layout.optional[P + key] = shape  # unused by the chain: may be left out of a checkpoint
+            continue
+        layout.plain_key(ours + name, P + key, shape)
     for i in range(ul.num_layers):
-        L, o = f"{P}encoder.layer.{i}.", f"ul.layers.{i}."
+        L, o = f"{P}encoder.layer.{i}.", f"{ours}layers.{i}."
         layout.linear(o + "qkv", [Linear(L + f"attention.self.{n}", ul_lora, d, d, True)
                                  for n in ("query", "key", "value")])
         layout.linear(o + "attn_out", [Linear(L + "attention.output.dense", ul_lora, d, d, True)])
@@ -217,7 +236,7 @@ def _ul_keys() -> dict[str, Callable[[Layout, Any, str, str | None], None]]:
     """Universal-learner key layouts by backbone (mt5.py imports this module: resolved lazily)."""
     from .mt5 import add_mt5_keys
 
-    return {"xlm-r": _xlmr_keys, "mt5": add_mt5_keys}
+    return {"xlm-r": _xlmr_keys, "mt5": add_mt5_keys, "bert": _xlmr_keys}
 
 
 def _first(items: list[str]) -> str:

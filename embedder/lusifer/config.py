@@ -21,10 +21,15 @@ BOS, EOS = "<s>", "</s>"
 QUERY_TEMPLATE = BOS + "{instruction}.\n{text}" + EOS
 DOCUMENT_TEMPLATE = BOS + "{instruction}. Candidate:\n{text}" + EOS
 #: (bos, eos) per universal-learner backbone, as the official SPECIAL_TOKENS table: its T5 entry has no bos
-SPECIAL_TOKENS = {"xlm-r": (BOS, EOS), "mt5": ("", "</s>")}
+#: "bert" (our extension): a BERT encoder with the XLM-R vocabulary, as the multilingual-e5 models
+SPECIAL_TOKENS = {"xlm-r": (BOS, EOS), "mt5": ("", "</s>"), "bert": (BOS, EOS)}
 
-SUPPORTED_UL = ("xlm-r", "mt5")
-SUPPORTED_LLM = ("mistral", "llama", "qwen2")
+SUPPORTED_UL = ("xlm-r", "mt5", "bert")
+#: target models: the official decoders, and (our extension) an HF BERT encoder embedding model
+SUPPORTED_LLM = ("mistral", "llama", "qwen2", "bert")
+#: "ff": the official feed-forward connector on the learner's last layer; "fusion-*": the multi-layer fusion of
+#: arXiv 2508.09091 (global or per-token layer weights over every learner layer) feeding that connector
+CONNECTION_TYPES = ("ff", "fusion-global", "fusion-transformer")
 #: rope types whose frequencies do not depend on the sequence length at run time
 SUPPORTED_ROPE = ("default", "linear", "llama3", "yarn")
 
@@ -79,8 +84,12 @@ class LusiferConfig:
         if self.encoder_backbone_type not in SUPPORTED_LLM:
             raise CheckpointError(f"{source}: unknown encoder_backbone_type {self.encoder_backbone_type!r}; "
                                   f"supported: {list(SUPPORTED_LLM)}")
-        if self.connection_type != "ff":
-            raise CheckpointError(f"{source}: connection_type {self.connection_type!r} not supported; supported: ['ff']")
+        if self.connection_type not in CONNECTION_TYPES:
+            raise CheckpointError(f"{source}: connection_type {self.connection_type!r} not supported; "
+                                  f"supported: {list(CONNECTION_TYPES)}")
+        if self.fusion_mode and self.universal_learner_backbone_type == "mt5":
+            raise CheckpointError(f"{source}: connection_type {self.connection_type!r} needs an XLM-R or BERT "
+                                  "universal learner (mT5 fusion is not implemented)")
         if self.pooling_method != "mean":
             raise CheckpointError(f"{source}: pooling_method {self.pooling_method!r} not supported; supported: ['mean']")
         if self.num_added_tokens < 0:
@@ -91,6 +100,11 @@ class LusiferConfig:
     @property
     def lora_scale(self) -> float:
         return self.lora_alpha / self.lora_r
+
+    @property
+    def fusion_mode(self) -> str | None:
+        """'global' / 'transformer' for a fusion connector, None for the plain FF one."""
+        return self.connection_type.removeprefix("fusion-") if self.connection_type.startswith("fusion-") else None
 
 
 _FIELDS = {"universal_learner_name_or_path", "encoder_name_or_path", "universal_learner_backbone_type",
@@ -127,6 +141,14 @@ class XLMRShape:
 
 
 @dataclass(frozen=True)
+class BertShape(XLMRShape):
+    """A BERT encoder (absolute positions 0..L-1, not XLM-R's offset past the pad id): the multilingual-e5
+    universal learner, or an English BERT embedding model as the target (all-MiniLM, our extension)."""
+
+    backbone = "bert"
+
+
+@dataclass(frozen=True)
 class MT5Shape:
     """What our universal learner needs from an mT5 (T5 encoder) config."""
 
@@ -157,9 +179,9 @@ class MT5Shape:
 
 
 #: universal-learner shape by ``universal_learner_backbone_type``
-UL_SHAPES: dict[str, Any] = {"xlm-r": XLMRShape, "mt5": MT5Shape}
+UL_SHAPES: dict[str, Any] = {"xlm-r": XLMRShape, "mt5": MT5Shape, "bert": BertShape}
 #: and by the HF config's model_type (``LusiferModel.random``)
-UL_MODEL_TYPES: dict[str, str] = {"xlm-roberta": "xlm-r", "mt5": "mt5", "t5": "mt5"}
+UL_MODEL_TYPES: dict[str, str] = {"xlm-roberta": "xlm-r", "mt5": "mt5", "t5": "mt5", "bert": "bert"}
 
 
 def ul_shape_from_hf(c: Any, backbone: str | None = None) -> Any:
@@ -239,13 +261,24 @@ def _load_hf(loader: Any, name: str, what: str) -> Any:
         raise CheckpointError(f"cannot resolve {what} {name!r} (local dir, HF cache or hub): {e}") from None
 
 
-def load_backbone_configs(cfg: LusiferConfig) -> tuple[Any, LLMShape]:
-    """(XLMRShape | MT5Shape by universal_learner_backbone_type, LLMShape)."""
+def target_shape_from_hf(c: Any, backbone: str) -> Any:
+    """LLMShape for a decoder target (mistral, llama, qwen2), BertShape for a BERT encoder target."""
+    if backbone == "bert":
+        if getattr(c, "model_type", None) != "bert":
+            raise CheckpointError(f"encoder_backbone_type 'bert' needs a BERT config, got model_type "
+                                  f"{getattr(c, 'model_type', None)!r}")
+        return BertShape.from_hf(c)
+    return LLMShape.from_hf(c, backbone)
+
+
+def load_backbone_configs(cfg: LusiferConfig) -> tuple[Any, Any]:
+    """(XLMRShape | MT5Shape | BertShape by universal_learner_backbone_type, LLMShape | BertShape)."""
     from transformers import AutoConfig
 
     ul = _load_hf(AutoConfig, cfg.universal_learner_name_or_path, "universal learner config")
     llm = _load_hf(AutoConfig, cfg.encoder_name_or_path, "encoder (LLM) config")
-    return ul_shape_from_hf(ul, cfg.universal_learner_backbone_type), LLMShape.from_hf(llm, cfg.encoder_backbone_type)
+    return (ul_shape_from_hf(ul, cfg.universal_learner_backbone_type),
+            target_shape_from_hf(llm, cfg.encoder_backbone_type))
 
 
 def templates(backbone: str) -> tuple[str, str]:
@@ -303,4 +336,9 @@ def read_config(model_dir: Path) -> LusiferConfig:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: invalid JSON ({e})") from None
+    # base-model names relative to the checkpoint ("./learner": a self-contained checkpoint, as training writes)
+    for key in ("universal_learner_name_or_path", "encoder_name_or_path"):
+        name = raw.get(key)
+        if isinstance(name, str) and name.startswith(("./", "../")) and (model_dir / name).is_dir():
+            raw[key] = str((model_dir / name).resolve())
     return LusiferConfig.from_dict(raw, str(path))

@@ -62,7 +62,7 @@ def load_model(model_dir: Path, cfg: LusiferConfig, ul: Any, llm: LLMShape, dtyp
     path = model_dir / WEIGHTS
     layout = check_checkpoint(model_dir, cfg, ul, llm)
     with torch.device("meta"):  # no memory for random init: every tensor comes from the checkpoint
-        model = LusiferModel(ul, llm, cfg.num_added_tokens)
+        model = LusiferModel(ul, llm, cfg.num_added_tokens, fusion=cfg.fusion_mode)
     model.load_state_dict(dict(layout.tensors(path, dtype, device)), strict=True, assign=True)
     return model.eval().requires_grad_(False)
 

@@ -17,21 +17,32 @@ import torch
 from torch import nn
 
 from .attention import PackedAttention, PaddedAttention
-from .config import LLMShape, ul_shape_from_hf
+from lusifer_rag.errors import ConfigError
+
+from .config import LLMShape, target_shape_from_hf, ul_shape_from_hf
 from .mt5 import MT5Learner
-from .stages import BidirectionalLLM, Connector, Projection, UniversalLearner
+from .stages import BidirectionalLLM, Connector, EncoderTarget, Projection, UniversalLearner
 
 #: universal-learner stage by shape.backbone; each has ``encode(ids, attn, within, starts)``
-UL_STAGES: dict[str, type[nn.Module]] = {"xlm-r": UniversalLearner, "mt5": MT5Learner}
+UL_STAGES: dict[str, type[nn.Module]] = {"xlm-r": UniversalLearner, "mt5": MT5Learner, "bert": UniversalLearner}
 
 
 class LusiferModel(nn.Module):
-    def __init__(self, ul: Any, llm: LLMShape, num_added_tokens: int = 0, out_dim: int | None = None,
-                 pad_to_multiple_of: int = 8):
+    def __init__(self, ul: Any, llm: Any, num_added_tokens: int = 0, out_dim: int | None = None,
+                 pad_to_multiple_of: int = 8, fusion: str | None = None):
+        """``ul``: XLMRShape | MT5Shape | BertShape; ``llm``: LLMShape (decoder target) | BertShape (encoder
+        target); ``fusion``: None (the official last-layer connector), 'global' or 'transformer'."""
         super().__init__()
-        self.ul = UL_STAGES[ul.backbone](ul)  # ul: XLMRShape | MT5Shape
-        self.connector = Connector(ul.hidden_size, llm.hidden_size, num_added_tokens)
-        self.llm = BidirectionalLLM(llm)
+        self.ul = UL_STAGES[ul.backbone](ul)
+        if fusion and not isinstance(self.ul, UniversalLearner):
+            raise ConfigError("the fusion connector needs an XLM-R or BERT universal learner")
+        self.connector = Connector(ul.hidden_size, llm.hidden_size, num_added_tokens, fusion, ul.num_layers)
+        if isinstance(llm, LLMShape):
+            self.llm = BidirectionalLLM(llm)
+        else:
+            if num_added_tokens:
+                raise ConfigError("added tokens need a decoder target (mistral, llama, qwen2)")
+            self.llm = EncoderTarget(llm)
         self.proj = Projection(llm.hidden_size, llm.hidden_size, out_dim or llm.hidden_size)
         self.pad_id = ul.pad_id
         self.num_added = num_added_tokens
@@ -46,10 +57,11 @@ class LusiferModel(nn.Module):
     @classmethod
     def random(cls, ul_config: Any, llm_config: Any, backbone: str = "mistral", num_added_tokens: int = 0,
                dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", seed: int = 0,
-               std: float = 0.02) -> "LusiferModel":
-        """A LUSIFER-shaped model with random weights from two HF configs (XLM-R or mT5; benchmarks)."""
+               std: float = 0.02, fusion: str | None = None) -> "LusiferModel":
+        """A LUSIFER-shaped model with random weights from two HF configs (XLM-R, BERT or mT5; benchmarks)."""
         gen = torch.Generator().manual_seed(seed)
-        model = cls(ul_shape_from_hf(ul_config), LLMShape.from_hf(llm_config, backbone), num_added_tokens)
+        model = cls(ul_shape_from_hf(ul_config), target_shape_from_hf(llm_config, backbone), num_added_tokens,
+                    fusion=fusion)
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if name.endswith(("norm.weight", "ln.weight")):
@@ -67,8 +79,9 @@ class LusiferModel(nn.Module):
         n = self.num_added
         steps = torch.arange(t, device=ids.device)
         key_mask = steps[None, :] < lengths[:, None]  # (b, T)
-        x = self.ul.encode(ids, PaddedAttention(key_mask), steps.expand(b, t), None)  # (b, T, d_ul)
-        h = self.connector(x)  # (b, T, D)
+        fused = self.connector.fusion is not None
+        x = self.ul.encode(ids, PaddedAttention(key_mask), steps.expand(b, t), None, all_layers=fused)
+        h = self.connector(x, key_mask)  # (b, T, D) from (b, T, d_ul), or (L, b, T, d_ul) with fusion
         positions = steps.expand(b, t)  # (b, T)
         if n:
             rows = torch.arange(b, device=ids.device)[:, None]  # (b, 1)
@@ -95,7 +108,8 @@ class LusiferModel(nn.Module):
         total = ids.shape[0]
         within = torch.arange(total, device=dev) - cu[:-1][seq]  # (total,) rank inside its sequence
         attn = PackedAttention(cu_seqlens, max_seqlen, seq, self.packed_kernel)
-        h = self.connector(self.ul.encode(ids, attn, within, cu[:-1][seq]))  # (total, D)
+        fused = self.connector.fusion is not None
+        h = self.connector(self.ul.encode(ids, attn, within, cu[:-1][seq], all_layers=fused))  # (total, D)
         positions = within
         if n:
             j = torch.arange(n, device=dev)

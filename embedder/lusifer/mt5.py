@@ -125,8 +125,9 @@ class MT5Learner(nn.Module):
         return self.rel_bias(relative_buckets(rel, self.shape.num_buckets, self.shape.max_distance))
 
     def encode(self, ids: torch.Tensor, attn: PaddedAttention | PackedAttention, within: torch.Tensor,
-               starts: torch.Tensor | None) -> torch.Tensor:
-        """ids (b, T) / (total,), within = position inside its own sequence (same shape) → (*ids.shape, d)."""
+               starts: torch.Tensor | None, all_layers: bool = False) -> torch.Tensor:
+        """ids (b, T) / (total,), within = position inside its own sequence (same shape) → (*ids.shape, d).
+        ``all_layers`` (the fusion connector) is refused when the model is built."""
         x = self.embed(ids)
         battn = BiasedAttention(attn, within, self, x.dtype)
         for block in self.blocks:

@@ -17,6 +17,16 @@ from .config import LLMShape, XLMRShape
 
 Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
+
+def run_layer(stage: nn.Module, layer: nn.Module, *args: Any) -> torch.Tensor:
+    """``layer(*args)``, recomputed in backward when training sets ``stage.checkpointing`` (activation
+    checkpointing: one layer's activations kept at a time instead of all of them)."""
+    if getattr(stage, "checkpointing", False) and stage.training and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(layer, *args, use_reentrant=False)
+    return layer(*args)
+
 _ACTS = {"gelu": lambda x: F.gelu(x), "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
 
 
@@ -33,12 +43,16 @@ class XLMRLayer(nn.Module):
         self.out = nn.Linear(s.intermediate_size, d)
         self.out_ln = nn.LayerNorm(d, eps=s.eps)
 
+    #: hidden dropout (the HF config's hidden_dropout_prob); only training sets it, and only in train mode
+    dropout = 0.0
+
     def forward(self, x: torch.Tensor, attn: Attention) -> torch.Tensor:
         lead, d = x.shape[:-1], x.shape[-1]
         q, k, v = self.qkv(x).view(*lead, 3, self.heads, d // self.heads).unbind(-3)  # each (*lead, H, hd)
         a = attn(q, k, v).reshape(*lead, d)
-        x = self.attn_ln(x + self.attn_out(a))
-        return self.out_ln(x + self.out(self.act(self.inter(x))))
+        p = self.dropout if self.training else 0.0
+        x = self.attn_ln(x + F.dropout(self.attn_out(a), p))
+        return self.out_ln(x + F.dropout(self.out(self.act(self.inter(x))), p))
 
 
 class UniversalLearner(nn.Module):
@@ -53,24 +67,30 @@ class UniversalLearner(nn.Module):
         self.emb_ln = nn.LayerNorm(s.hidden_size, eps=s.eps)
         self.layers = nn.ModuleList(XLMRLayer(s) for _ in range(s.num_layers))
 
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor, attn: Attention) -> torch.Tensor:
-        # ids, positions: (*lead,) -> (*lead, d)
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, attn: Attention,
+                all_layers: bool = False) -> torch.Tensor:
+        # ids, positions: (*lead,) -> (*lead, d), or (L, *lead, d) with every layer's output (fusion connector)
         x = self.word_emb(ids) + self.pos_emb(positions) + self.type_emb.weight[0]
         x = self.emb_ln(x)
+        states = []
         for layer in self.layers:
-            x = layer(x, attn)
-        return x
+            x = run_layer(self, layer, x, attn)
+            if all_layers:
+                states.append(x)
+        return torch.stack(states) if all_layers else x
 
     def encode(self, ids: torch.Tensor, attn: Attention, within: torch.Tensor,
-               starts: torch.Tensor | None) -> torch.Tensor:
+               starts: torch.Tensor | None, all_layers: bool = False) -> torch.Tensor:
         """The universal-learner interface (shared with mt5.MT5Learner): ids (b, T) padded, or (total,) packed
-        with ``starts`` (total,) = flat index of each token's sequence start; ``within`` is unused here (XLM-R
-        positions skip pad ids, so they come from the ids)."""
+        with ``starts`` (total,) = flat index of each token's sequence start; ``within`` (same shape as ids) is each
+        token's rank in its sequence. XLM-R positions skip pad ids, so they come from the ids; BERT's are 0..L-1."""
+        if self.shape.backbone == "bert":
+            return self(ids, within, attn, all_layers)
         cum = None
         if starts is not None:
             real = torch.cat([ids.new_zeros(1), ids.ne(self.shape.pad_id).cumsum(0)])  # (total+1,)
             cum = real[starts]  # (total,) real tokens before each token's sequence
-        return self(ids, xlmr_positions(ids, cum, self.shape.pad_id), attn)
+        return self(ids, xlmr_positions(ids, cum, self.shape.pad_id), attn, all_layers)
 
 
 def xlmr_positions(ids: torch.Tensor, starts_cumsum: torch.Tensor | None, pad_id: int) -> torch.Tensor:
@@ -89,15 +109,25 @@ def xlmr_positions(ids: torch.Tensor, starts_cumsum: torch.Tensor | None, pad_id
 
 # ---- connector ------------------------------------------------------------------------------------------
 class Connector(nn.Module):
-    """FF d_ul → d_ul → ReLU → d_llm, plus ``added_tokens`` (n, d_llm) when n > 0."""
+    """FF d_ul → d_ul → ReLU → d_llm, plus ``added_tokens`` (n, d_llm) when n > 0. With ``fusion`` ('global' or
+    'transformer', arXiv 2508.09091) it takes every learner layer (L, *lead, d_ul) and fuses them first."""
 
-    def __init__(self, d_ul: int, d_llm: int, num_added_tokens: int = 0):
+    def __init__(self, d_ul: int, d_llm: int, num_added_tokens: int = 0, fusion: str | None = None,
+                 num_layers: int = 0):
         super().__init__()
         self.ff0 = nn.Linear(d_ul, d_ul)
         self.ff2 = nn.Linear(d_ul, d_llm)
         self.added_tokens = nn.Parameter(torch.randn(num_added_tokens, d_llm)) if num_added_tokens else None
+        self.fusion = None
+        if fusion:
+            from .fusion import LayerFusion
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.fusion = LayerFusion(num_layers, d_ul, fusion)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        # x (*lead, d_ul), or (L, *lead, d_ul) with fusion; mask (*lead,) real tokens (padded layout) -> (*lead, D)
+        if self.fusion is not None:
+            x = self.fusion(x, mask)
         return self.ff2(F.relu(self.ff0(x)))
 
 
@@ -159,8 +189,30 @@ class BidirectionalLLM(nn.Module):
         # x (*lead, D), positions (*lead,) -> (*lead, D)
         cos, sin = rope_cos_sin(positions, self.inv_freq(x.device), self.rope_scale, x.dtype)
         for layer in self.layers:
-            x = layer(x, cos, sin, attn)
+            x = run_layer(self, layer, x, cos, sin, attn)
         return self.norm(x)
+
+
+# ---- target: a BERT encoder embedding model (our extension) ------------------------------------------------
+class EncoderTarget(nn.Module):
+    """An HF BERT encoder run on ``inputs_embeds``, as ``BertModel(inputs_embeds=...)``: + absolute position and
+    token-type-0 embeddings, LayerNorm, post-LN layers. (Its word embeddings are not part of the chain: stage-1
+    training keeps them beside it, for the model's own reading of the text.)"""
+
+    def __init__(self, s: XLMRShape):
+        super().__init__()
+        self.shape = s
+        self.pos_emb = nn.Embedding(s.max_positions, s.hidden_size)
+        self.type_emb = nn.Embedding(s.type_vocab_size, s.hidden_size)
+        self.emb_ln = nn.LayerNorm(s.hidden_size, eps=s.eps)
+        self.layers = nn.ModuleList(XLMRLayer(s) for _ in range(s.num_layers))
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn: Attention) -> torch.Tensor:
+        # x (*lead, D) embeddings, positions (*lead,) 0-based -> (*lead, D)
+        x = self.emb_ln(x + self.pos_emb(positions) + self.type_emb.weight[0])
+        for layer in self.layers:
+            x = run_layer(self, layer, x, attn)
+        return x
 
 
 # ---- head -------------------------------------------------------------------------------------------------
