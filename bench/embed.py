@@ -231,6 +231,7 @@ def lusifer_flops(ul: Any, llm: Any, lengths: np.ndarray) -> float:
 
 
 def bench_mfu(n: int, peak_tflops: float, smoke: bool, max_batch_tokens: int) -> list[dict]:
+    from lusifer_rag.embedder.lusifer.config import templates
     from lusifer_rag.embedder.lusifer.embedder import LusiferEmbedder
     from lusifer_rag.embedder.lusifer.model import LusiferModel
     from lusifer_reference import tokenizer as xlmr_tokenizer
@@ -252,6 +253,7 @@ def bench_mfu(n: int, peak_tflops: float, smoke: bool, max_batch_tokens: int) ->
             self.attention, self.packs_sequences = "packed", True
             self.num_added_tokens, self.fingerprint, self.spec = 0, "random", "random-full-size"
             self.max_batch_tokens = max_batch_tokens
+            self.templates = templates("xlm-r")
 
     emb = RandomLusifer()
     texts = mixed_texts(n, lambda ts: list(map(len, emb.tokenize(ts, truncate=False))), lo=32, hi=512)

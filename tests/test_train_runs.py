@@ -73,12 +73,13 @@ TRAIN = [sys.executable, "-m", "lusifer_rag", "train"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["align", "finetune"])
-def test_two_processes_equal_one(tmp_path, bases, stage):
+@pytest.mark.parametrize("stage,strategy", [("align", "ddp"), ("finetune", "ddp"), ("finetune", "fsdp")])
+def test_two_processes_equal_one(tmp_path, bases, stage, strategy):
+    """Same global batch: 2 gloo processes (DDP, or FSDP2 sharding the model) give the losses and weights of 1."""
     one = tmp_path / "one"
     cfg1 = write_config(tmp_path / "one.yaml", bases, stage, one)
     two = tmp_path / "two"
-    cfg2 = write_config(tmp_path / "two.yaml", bases, stage, two, strategy="ddp")
+    cfg2 = write_config(tmp_path / "two.yaml", bases, stage, two, strategy=strategy)
     r1 = run(TRAIN + [str(cfg1)])
     assert r1.returncode == 0, r1.stderr[-3000:]
     torchrun = Path(sys.executable).parent / "torchrun"
@@ -131,13 +132,26 @@ def test_a_toy_task_learns_and_the_result_loads_with_lusifer(tmp_path, bases):
     pairs.write_text("".join(json.dumps({"query": f"about {t}", "positive": [f"A text all about {t} and {t}."],
                                          "negative": [f"A recipe for soup number {i}."], "dataset": "toy"}) + "\n"
                              for i, t in enumerate(topics * 2)))
+    beir = tmp_path / "toy-beir"  # a dev split to evaluate on while training (the project's eval code)
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "text": f"A text all about {t} and {t}."})
+                                               + "\n" for i, t in enumerate(topics)))
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"about {t}"}) + "\n"
+                                                for i, t in enumerate(topics)))
+    (beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                            + "".join(f"q{i}\td{i}\t1\n" for i in range(len(topics))))
     out = tmp_path / "toy"
     cfg = write_config(tmp_path / "toy.yaml", bases, "finetune", out, data__train=[str(pairs)], optim__max_steps=40,
-                       optim__lr=2e-3, global_batch_size=8, gc_chunk_size=8, save_every=100, miner_epsilon=None)
+                       optim__lr=2e-3, global_batch_size=8, gc_chunk_size=8, save_every=100, miner_epsilon=None,
+                       eval_dir=str(beir), eval_every=20, eval_metric="ndcg@10")
     r = run(TRAIN + [str(cfg)])
     assert r.returncode == 0, r.stderr[-3000:]
     losses = [m["loss"] for m in metrics(out)]
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+    evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [20, 40] and evals[-1]["ndcg@10"] > 0.5
+    best = json.loads((out / "best" / "score.json").read_text())
+    assert best["score"] == max(e["ndcg@10"] for e in evals) and (out / "best" / "model.safetensors").is_file()
     emb = load_embedder(f"lusifer:{out}", device="cpu")
     q = emb.embed_queries(["about network"], instruction="Given a question, retrieve passages that answer the question.")
     d = emb.embed_documents([f"A text all about {t} and {t}." for t in topics],

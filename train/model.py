@@ -95,18 +95,21 @@ def build(cfg: TrainConfig, device: torch.device, base_dtype: torch.dtype) -> Bu
     ul = ul_shape_from_hf(src.learner_config, m.universal_learner_backbone)
     tgt = target_shape_from_hf(src.target_config, m.target_backbone)
     fusion = m.connection_type.removeprefix("fusion-") if m.connection_type.startswith("fusion-") else None
-    gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # the default inits (connector, projection, fusion, LoRA A)
-    core = LusiferModel(ul, tgt, m.num_added_tokens, fusion=fusion)
-    decoder = isinstance(tgt, LLMShape)
-    extras: dict[str, nn.Module] = {}
-    if cfg.stage == "align":
-        vocab = tgt.vocab_size
-        if decoder:
-            extras = {"embed_tokens": nn.Embedding(vocab, tgt.hidden_size),
-                      "lm_head": nn.Linear(tgt.hidden_size, vocab, bias=False)}
-        else:
-            extras = {"word_emb": nn.Embedding(vocab, tgt.hidden_size)}
+    # random weights are drawn where they will live (a 7B target is not built on the CPU first)
+    home = device if m.random_init else torch.device("cpu")
+    gen = torch.Generator(home).manual_seed(cfg.seed)
+    with home:
+        core = LusiferModel(ul, tgt, m.num_added_tokens, fusion=fusion)
+        decoder = isinstance(tgt, LLMShape)
+        extras: dict[str, nn.Module] = {}
+        if cfg.stage == "align":
+            vocab = tgt.vocab_size
+            if decoder:
+                extras = {"embed_tokens": nn.Embedding(vocab, tgt.hidden_size),
+                          "lm_head": nn.Linear(tgt.hidden_size, vocab, bias=False)}
+            else:
+                extras = {"word_emb": nn.Embedding(vocab, tgt.hidden_size)}
     model = TrainingModel(core, extras)
     if m.random_init:
         _init_random(model, gen)
@@ -146,7 +149,7 @@ def _init_random(model: nn.Module, gen: torch.Generator, std: float = 0.02) -> N
             elif name.endswith("bias"):
                 p.zero_()
             else:
-                p.copy_(torch.randn(p.shape, generator=gen) * std)
+                p.copy_(torch.randn(p.shape, generator=gen, device=p.device) * std)
 
 
 def _set_dropout(core: LusiferModel, src: Sources, override: float | None) -> None:

