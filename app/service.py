@@ -46,7 +46,7 @@ class AppOptions:
     """Knobs of the web app that are not embedder/store settings."""
 
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
-    search_concurrency: int = 4
+    search_concurrency: int = 32  # searches merge their embeddings (embedder queue): concurrency is cheap
     ingest_workers: int | None = None  # parse/chunk processes; None: Ingestor's default (0 with a CPU embedder)
     auth: tuple[str, str] | None = None
 
@@ -97,6 +97,7 @@ class RagService:
         self._sentence_cache: dict[str, tuple[list[tuple[int, int]], np.ndarray | None]] = {}
         recorded = self._meta().get("embedder")
         self.embedder = embedder or get_embedder(settings, embedder_spec or recorded or settings.embedder)
+        self._reindex: dict | None = None  # the background re-index of this process: {"thread", "error", "report"}
 
     # ---- checks ----------------------------------------------------------------------------------
     def _meta(self) -> dict:
@@ -108,11 +109,36 @@ class RagService:
         return self.collection in self.store.list_collections()
 
     def check(self) -> None:
-        """Raise StoreError (naming both embedders) if the collection was written by another embedder."""
-        if self.exists():
-            self.store.open_collection(self.collection, expect={
-                "embedder": self.embedder.spec, "embedder_fingerprint": self.embedder.fingerprint,
-                "dim": self.embedder.dim})
+        """Raise StoreError (naming both embedders) if the collection was written by another embedder. A
+        collection that a re-index switched to another embedder is followed: that embedder is loaded and
+        serves from then on."""
+        if not self.exists():
+            return
+        from lusifer_rag.store import check_compatible
+
+        spec = self.store.open_collection(self.collection)
+        meta = spec.meta or {}
+        have = meta.get("embedder_fingerprint")
+        if have and have != self.embedder.fingerprint and (meta.get("reindex") or {}).get("of") == self.collection:
+            self._follow(meta)
+        check_compatible(self.collection, spec, {"embedder": self.embedder.spec,
+                                                 "embedder_fingerprint": self.embedder.fingerprint,
+                                                 "dim": self.embedder.dim})
+
+    def _follow(self, meta: dict) -> None:
+        from lusifer_rag.runtime import get_embedder
+
+        with self._lock:
+            if self.embedder.fingerprint == meta.get("embedder_fingerprint"):
+                return  # another request thread switched already
+            emb = get_embedder(self.settings, meta["embedder"])
+            if emb.fingerprint != meta.get("embedder_fingerprint"):
+                raise StoreError(f"collection {self.collection!r} was re-indexed with {meta['embedder']!r}, but that "
+                                 f"spec now loads a model with fingerprint {emb.fingerprint} (the collection records "
+                                 f"{meta.get('embedder_fingerprint')}); restore that model or re-index again")
+            # new searches take the new members; requests in flight finish with the old ones
+            self.embedder, self._retriever, self._answerer, self._ingestor = emb, None, None, None
+            self._sentence_cache = {}
 
     def problem(self) -> str | None:
         """The reason the collection cannot be used with this app's embedder, or None."""
@@ -280,8 +306,58 @@ class RagService:
 
         if not self.exists():
             return {"collection": self.collection, "points": 0, "documents": 0, "languages": {},
-                    "embedder": self.embedder.spec, "fingerprint": self.embedder.fingerprint}
-        return collection_stats(self.store, self.collection)
+                    "embedder": self.embedder.spec, "fingerprint": self.embedder.fingerprint, "reindex": None}
+        out = collection_stats(self.store, self.collection)
+        job = self._reindex
+        if job is not None and not job["thread"].is_alive():
+            out["last_reindex"] = job["error"] or (job["report"].summary() if job["report"] else None)
+        return out
+
+    # ---- re-index ----------------------------------------------------------------------------------
+    def start_reindex(self, spec: str, drop_old: bool = False) -> str:
+        """Re-embed the collection with embedder ``spec`` in a background thread while searches go on with the
+        current one; the app switches to it when it is done (see ``check``). Returns a status line."""
+        from lusifer_rag.ingest.reindex import Reindexer
+        from lusifer_rag.runtime import get_embedder
+
+        if not isinstance(spec, str) or not spec.strip():
+            raise RagError("give the embedder spec to re-index with (e.g. lusifer:/models/lusifer or e5-small)")
+        if not self.exists():
+            raise RagError(f"collection {self.collection!r} is empty: nothing to re-index")
+        with self._lock:
+            job = self._reindex
+            if job is not None and job["thread"].is_alive():
+                raise RagError(f"a re-index to {job['spec']} is already running")
+            emb = get_embedder(self.settings, spec.strip())  # errors (bad spec, missing model) surface here
+            job = {"spec": spec.strip(), "error": None, "report": None}
+
+            def run() -> None:
+                try:
+                    job["report"] = Reindexer(self.store, self.collection, emb, page=self.settings.ingest_batch_chunks,
+                                              switch_lock=self._ingest_lock).run(drop_old=drop_old)
+                except Exception as e:  # shown in the status; the old collection keeps serving
+                    job["error"] = f"re-index to {job['spec']} failed: {type(e).__name__}: {e}"
+
+            job["thread"] = threading.Thread(target=run, name="reindex", daemon=True)
+            self._reindex = job
+            job["thread"].start()
+        return f"re-indexing {self.collection!r} with {spec.strip()} in the background; searches use {self.embedder.spec} until it is done"
+
+    def reindex_state(self) -> dict | None:
+        """The re-index under way on this collection (by this process or another), or None."""
+        from lusifer_rag.ingest.reindex import reindex_status
+
+        return reindex_status(self.store, self.collection) if self.exists() else None
+
+    def wait_reindex(self, timeout: float | None = None):
+        """Wait for this process's background re-index; its report (raises RagError with its error)."""
+        job = self._reindex
+        if job is None:
+            return None
+        job["thread"].join(timeout)
+        if job["error"]:
+            raise RagError(job["error"])
+        return job["report"]
 
     def facets(self) -> tuple[list[str], list[str]]:
         """(languages, sources) present in the collection, for the filters."""
@@ -307,6 +383,7 @@ class RagService:
                       if scheme == "" else scheme, "location": location, "collection": self.collection},
             "llm": {"backend": self.llm_backend(), "base_url": s.llm_base_url, "model": s.llm_model},
             "retrieval": {"mode": s.search_mode, "debias": s.debias, "top_k": s.top_k},
+            "reindex": self.reindex_state(),
             "app": {"max_upload_mb": self.options.max_upload_mb, "search_concurrency": self.options.search_concurrency,
                     "auth": "basic auth on" if self.options.auth else "off"},
         }

@@ -112,8 +112,15 @@ def _stats_rows(stats: dict) -> list[list]:
 
 
 def _stats_md(stats: dict) -> str:
-    return (f"**{stats.get('documents', 0)}** documents, **{stats.get('points', 0)}** chunks in collection "
-            f"`{stats.get('collection')}` · embedder `{stats.get('embedder')}`")
+    from lusifer_rag.ingest.cli import format_reindex
+
+    out = (f"**{stats.get('documents', 0)}** documents, **{stats.get('points', 0)}** chunks in collection "
+           f"`{stats.get('collection')}` · served by embedder `{stats.get('embedder')}`")
+    if stats.get("reindex"):
+        out += f" · **re-index running** {format_reindex(stats['reindex'])}"
+    if stats.get("last_reindex"):
+        out += f" · last re-index: {stats['last_reindex']}"
+    return out
 
 
 # ---- the app -----------------------------------------------------------------------------------------
@@ -207,6 +214,14 @@ def build_app(service: RagService) -> gr.Blocks:
                 _stats_rows(stats), gr.update(choices=langs), gr.update(choices=sources), gr.update(choices=langs))
 
     @_user_errors
+    def start_reindex(spec, drop_old):
+        return service.start_reindex(spec, bool(drop_old))
+
+    @_user_errors
+    def reindex_status():
+        return _stats_md(service.stats())
+
+    @_user_errors
     def delete_doc(source):
         n = service.delete(source)
         return f"Deleted `{source}` ({n} chunks)."
@@ -267,6 +282,15 @@ def build_app(service: RagService) -> gr.Blocks:
                 gr.Markdown("What this server runs with (set by `LUSIFER_RAG_*` variables or `lusifer-rag serve` "
                             "options; see `lusifer-rag models --settings`).")
                 gr.JSON(value=service.info(), label="Configuration", elem_id="settings-json")
+                gr.Markdown("### Re-index with another embedder\nThe stored chunks are embedded again into a new "
+                            "collection while searches keep using the current one; the app switches when it is done.")
+                with gr.Row():
+                    reindex_spec = gr.Textbox(label="Embedder", placeholder="lusifer:/models/lusifer, e5-small, hf:…",
+                                              scale=3, elem_id="reindex-spec")
+                    reindex_drop = gr.Checkbox(label="Delete the old collection after the switch", value=False)
+                    reindex_btn = gr.Button("Re-index", scale=1, elem_id="reindex-btn")
+                    reindex_refresh = gr.Button("Status", scale=1)
+                reindex_md = gr.Markdown(elem_id="reindex-status")
 
         # hidden components that carry the /ingest API endpoint
         api_files = gr.File(file_count="multiple", type="filepath", visible=False)
@@ -292,6 +316,10 @@ def build_app(service: RagService) -> gr.Blocks:
                           **private)
         demo.load(refresh_documents, None, refresh_outputs, concurrency_id=DOCS_GROUP, concurrency_limit=2,
                   **private)
+        reindex_btn.click(start_reindex, [reindex_spec, reindex_drop], reindex_md, concurrency_id=DOCS_GROUP,
+                          concurrency_limit=2, **private)
+        reindex_refresh.click(reindex_status, None, reindex_md, concurrency_id=DOCS_GROUP, concurrency_limit=2,
+                              **private)
 
         gr.api(search_api, api_name="search", **query_events)
         gr.api(ask_api, api_name="ask", **query_events)

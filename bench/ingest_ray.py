@@ -120,10 +120,10 @@ def _timed_embedder(emb):
     total = [0.0]
     inner = emb.embed_documents
 
-    def timed(texts, instruction=None):
+    def timed(texts, instruction=None, **kw):
         t = time.perf_counter()
         try:
-            return inner(texts, instruction)
+            return inner(texts, instruction, **kw)
         finally:
             total[0] += time.perf_counter() - t
 

@@ -51,6 +51,12 @@ class Embedder(ABC):
     replicas: Sequence[Any] = (None,)
     #: the devices the replicas live on
     devices: Sequence[torch.device] = ()
+    #: dynamic batching (embedder/queue.py): calls of at most ``queue_max_texts`` texts from any thread are merged
+    #: into shared forward passes; False runs every call on its own, in the caller's thread
+    queue_enabled: bool = True
+    queue_wait_ms: float = 2.0  # an idle queue waits this long for concurrent requests to join
+    queue_limit: int = 4096  # texts waiting; beyond it a call fails with BusyError ("retry")
+    queue_max_texts: int = 256  # larger calls run directly (they fill batches on their own)
 
     # ---- what a backend implements -------------------------------------------------------------
     @abstractmethod
@@ -90,13 +96,14 @@ class Embedder(ABC):
         return 16384 if any(torch.device(d).type == "cuda" for d in self.devices) else 2048
 
     # ---- conveniences, built once ----------------------------------------------------------------
-    def embed_queries(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
-        """(n, dim) float32, L2-normalised. ``instruction=None``: the model's default retrieval instruction."""
-        return self._embed(texts, "query", instruction)
+    def embed_queries(self, texts: Sequence[str], instruction: str | None = None, *, direct: bool = False) -> np.ndarray:
+        """(n, dim) float32, L2-normalised. ``instruction=None``: the model's default retrieval instruction.
+        Concurrent calls are batched together (see ``queue_enabled``); ``direct``: run now in this thread (bulk jobs)."""
+        return self._embed(texts, "query", instruction, direct)
 
-    def embed_documents(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
-        """(n, dim) float32, L2-normalised, with the model's document template."""
-        return self._embed(texts, "document", instruction)
+    def embed_documents(self, texts: Sequence[str], instruction: str | None = None, *, direct: bool = False) -> np.ndarray:
+        """(n, dim) float32, L2-normalised, with the model's document template. ``direct`` as in embed_queries."""
+        return self._embed(texts, "document", instruction, direct)
 
     def count_tokens(self, texts: Sequence[str], role: Role = "document", instruction: str | None = None) -> list[int]:
         """Tokens each text takes as model input, template included, before truncation."""
@@ -110,16 +117,28 @@ class Embedder(ABC):
         """Tokens the template adds to any text (for chunkers that cap the total)."""
         return self.count_tokens([""], role, instruction)[0]
 
-    def _embed(self, texts: Sequence[str], role: Role, instruction: str | None) -> np.ndarray:
+    def _embed(self, texts: Sequence[str], role: Role, instruction: str | None, direct: bool = False) -> np.ndarray:
         texts = _check_texts(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        tokens = TokenizedTexts.from_lists(self.tokenize(self.format_texts(texts, role, instruction)))
+        ids = self.tokenize(self.format_texts(texts, role, instruction))  # in the caller's thread: errors stay here
+        if self.queue_enabled and not direct and len(ids) <= self.queue_max_texts:
+            from .queue import queue_for
+
+            return queue_for(self).embed(ids)
+        return self.embed_tokens(ids)
+
+    def embed_tokens(self, ids: list[list[int]]) -> np.ndarray:
+        """(n, dim) float32 unit vectors of tokenized, formatted texts: sorted by length, cut into batches by the
+        token budget, run on the replicas, returned in the given order."""
+        if not ids:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tokens = TokenizedTexts.from_lists(ids)
         batches = plan_batches(
             tokens.lengths, self.batch_token_budget(), self.max_batch_size,
             pad_to_multiple_of=self.pad_to_multiple_of, count_padding=not self.packs_sequences,
         )
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
 
         def run(index: np.ndarray, replica: Any) -> None:
             ids, lengths = tokens.gather(index)

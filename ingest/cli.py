@@ -1,4 +1,4 @@
-"""``lusifer-rag ingest`` and ``lusifer-rag stats``."""
+"""``lusifer-rag ingest``, ``lusifer-rag stats`` and ``lusifer-rag reindex``."""
 
 from __future__ import annotations
 
@@ -94,7 +94,10 @@ def stats_cmd(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(stats, ensure_ascii=False, indent=2))
     else:
         print(f"collection  {stats['collection']}\npoints      {stats['points']}\ndocuments   {stats['documents']}")
-        print(f"embedder    {stats['embedder']}  (fingerprint {stats['fingerprint']})")
+        print(f"embedder    {stats['embedder']}  (fingerprint {stats['fingerprint']}; collection {stats['physical']})")
+        print(f"reindex     {format_reindex(stats['reindex'])}")
+        if stats["previous"]:
+            print(f"previous    {stats['previous']} (kept; `lusifer-rag reindex --drop-old` deletes it)")
         print("languages   " + ", ".join(f"{k}: {v}" for k, v in stats["languages"].items()))
     return 0
 
@@ -102,11 +105,58 @@ def stats_cmd(args: argparse.Namespace, settings: Settings) -> int:
 def collection_stats(store, collection: str) -> dict:
     from lusifer_rag.errors import StoreError
 
+    from .reindex import reindex_status
+
     if collection not in store.list_collections():
         raise StoreError(f"no collection {collection!r}; existing: {sorted(store.list_collections()) or 'none'}")
     meta = store.open_collection(collection).meta or {}
     docs = store.facet(collection, "metadata.doc_id", limit=10**9)
     langs = store.facet(collection, "metadata.language")
+    previous = (meta.get("reindex") or {}).get("source")
     return {"collection": collection, "points": store.count(collection), "documents": len(docs),
             "languages": dict(sorted(langs.items(), key=lambda kv: -kv[1])), "embedder": meta.get("embedder"),
-            "fingerprint": meta.get("embedder_fingerprint"), "chunking": meta.get("chunking")}
+            "fingerprint": meta.get("embedder_fingerprint"), "chunking": meta.get("chunking"),
+            "physical": store.resolve(collection),
+            "previous": previous if previous and previous in store.list_physical() else None,
+            "reindex": reindex_status(store, collection)}
+
+
+def format_reindex(state: dict | None) -> str:
+    if not state:
+        return "none running"
+    total = state.get("total") or 0
+    pct = f" ({100 * state['done'] / total:.0f}%)" if total else ""
+    return f"to {state['embedder']}: {state['done']}/{total} chunks{pct}, collection {state['target']}"
+
+
+def _reindex_args(p: argparse.ArgumentParser) -> None:
+    store_args(p)
+    p.add_argument("--embedder", required=True, help="the embedder to serve the collection with from now on")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or cuda:N,M")
+    p.add_argument("--dtype", help="float32, bfloat16 or float16")
+    p.add_argument("--drop-old", action="store_true", help="delete the collection that served before, once switched")
+
+
+@command("reindex", "re-embed a collection's chunks with another embedder, then switch to it (resumable)",
+         _reindex_args)
+def reindex_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    import sys
+    import time
+
+    from lusifer_rag.runtime import get_embedder, open_store_from
+
+    from .reindex import Reindexer
+
+    emb = get_embedder(settings, args.embedder)
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - last[0] >= 2 or done >= total:
+            last[0] = time.monotonic()
+            print(f"reindex {settings.collection}: {done}/{total} chunks", file=sys.stderr, flush=True)
+
+    with open_store_from(settings) as store:
+        report = Reindexer(store, settings.collection, emb, page=settings.ingest_batch_chunks,
+                           on_progress=progress).run(drop_old=args.drop_old)
+    print(report.summary())
+    return 0

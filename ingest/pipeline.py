@@ -608,7 +608,8 @@ def chunk_document(chunker: Chunker, plan: FilePlan, load: Callable[[], LoadedDo
 
 def embed_texts(embedder, sparse, texts: list[str]) -> tuple:
     """Dense (n, dim) float32 and BM25 sparse vectors of chunk texts (the document template is the embedder's)."""
-    return embedder.embed_documents(texts), sparse.encode_documents(texts)
+    # direct: a bulk job fills its batches by itself; the request queue is for interactive callers
+    return embedder.embed_documents(texts, direct=True), sparse.encode_documents(texts)
 
 
 def embed_points(embedder, sparse, ids, payloads) -> list[Point]:

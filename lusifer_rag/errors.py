@@ -24,6 +24,12 @@ class EmbedderError(LusiferRagError):
     exit_code = 2
 
 
+class BusyError(EmbedderError):
+    """Too many requests are waiting for the embedder; the caller should retry shortly (HTTP 503 territory)."""
+
+    exit_code = 75  # EX_TEMPFAIL
+
+
 class CheckpointError(EmbedderError):
     """A model checkpoint is missing, malformed or does not match its config."""
 

@@ -29,7 +29,11 @@ def get_embedder(settings: Settings, spec: str | None = None):
             _embedders[key] = load_embedder(
                 spec, device=settings.device, dtype=settings.dtype, cache_dir=settings.cache_dir,
                 max_batch_tokens=settings.max_batch_tokens, max_batch_size=settings.max_batch_size)
-        return _embedders[key]
+        emb = _embedders[key]
+        # the queue settings of the process that asked first (one queue per embedder object)
+        emb.queue_enabled, emb.queue_wait_ms = settings.embed_queue, settings.embed_queue_wait_ms
+        emb.queue_limit = settings.embed_queue_limit
+        return emb
 
 
 def collection_embedder(store, collection: str, settings: Settings, explicit_spec: str | None = None):

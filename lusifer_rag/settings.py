@@ -37,6 +37,9 @@ class Settings:
     dtype: str | None = setting(None, "Model dtype ('float32', 'bfloat16', 'float16'); unset: bfloat16 on CUDA, float32 on CPU.")
     max_batch_tokens: int | None = setting(None, "Token budget of one embedding batch, padding included; unset: 16384 on CUDA, 2048 on CPU.")
     max_batch_size: int = setting(256, "Most texts in one embedding batch.")
+    embed_queue: bool = setting(True, "Dynamic batching: concurrent query and highlight embeddings (UI, API, LangChain in one process) share forward passes.")
+    embed_queue_wait_ms: float = setting(2.0, "How long an idle embedding queue waits for concurrent requests to join a batch, in ms.")
+    embed_queue_limit: int = setting(4096, "Texts that may wait for the embedder; beyond it requests fail with a 'busy, retry' error.")
     cache_dir: Path = setting(doc="Where converted models are cached.", factory=_default_cache_dir)
     data_dir: Path = setting(doc="Where the embedded store lives by default.", factory=_default_data_dir)
     store: str | None = setting(None, "Vector store: a directory (embedded Qdrant Edge) or an http(s):// URL of a Qdrant server; unset: <data_dir>/store.")
@@ -63,7 +66,7 @@ class Settings:
     auth_user: str | None = setting(None, "Web app basic-auth user (set with auth_password; both or neither).")
     auth_password: str | None = setting(None, "Web app basic-auth password.")
     max_upload_mb: int = setting(50, "Largest file the web app accepts for upload, in MB.")
-    search_concurrency: int = setting(4, "Searches and answers the web app runs at once (ingestion runs one at a time).")
+    search_concurrency: int = setting(32, "Searches and answers the web app runs at once (their embeddings are batched together; ingestion runs one at a time).")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":

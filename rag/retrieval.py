@@ -10,12 +10,13 @@ and off under a one-language filter.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from lusifer_rag.errors import ConfigError, RagError
+from lusifer_rag.errors import ConfigError, RagError, StoreError
 from lusifer_rag.store import Filter
 
 from .language_bias import LanguageMeans, exact_matches, keep_exact_matches
@@ -44,25 +45,32 @@ class SearchFilters:
         return Filter(must=must, ranges=ranges) if (must or ranges) else None
 
 
+#: the one payload field the candidate legs return: the full payload is read for the final k only
+LANGUAGE_KEY = "metadata.language"
+
+
 @dataclass
 class _Candidate:
-    """One chunk found by any leg of a search, scored once."""
+    """One chunk found by any leg of a search, scored once; its payload is read only if it is returned."""
 
-    hit: object  # store Hit (payload, raw vector)
-    raw: float  # cosine to the uncorrected query
-    score: float  # the reported score: the (corrected, when centred) dense cosine
-    vector: np.ndarray | None  # unit vector in the space `score` was measured in (MMR uses it)
+    id: str
+    language: str
+    score: float = np.nan  # the reported score: the (centred, when centred) dense cosine
+    vector: np.ndarray | None = None  # unit vector in the space `score` was measured in (MMR only)
+    payload: dict | None = None
 
-    @property
-    def language(self) -> str:
-        return self.hit.payload.get("metadata", {}).get("language", "und")
+
+def _language_of(hit) -> str:
+    return (hit.payload.get("metadata") or {}).get("language", "und")
 
 
 class Retriever:
     """Searches one collection with the embedder that built it."""
 
     def __init__(self, store, collection: str, embedder, *, instruction: str | None = None, mode: str = "hybrid",
-                 debias: str = "auto", sparse_weight: float = 1.0, rrf_k: int = 60, fetch_k: int = 100):
+                 debias: str = "auto", sparse_weight: float = 1.0, rrf_k: int = 60, fetch_k: int = 100,
+                 exact: bool = False):
+        """``exact``: every store query brute force (no HNSW, no quantization): the reference for recall checks."""
         from lusifer_rag.embedder.sparse import BM25SparseEncoder
 
         if mode not in MODES:
@@ -71,9 +79,10 @@ class Retriever:
             raise ConfigError(f"debias {debias!r} is not valid; allowed: {DEBIAS}")
         self.store, self.collection, self.embedder = store, collection, embedder
         self.instruction, self.mode, self.debias = instruction, mode, debias
-        self.sparse_weight, self.rrf_k, self.fetch_k = sparse_weight, rrf_k, fetch_k
+        self.sparse_weight, self.rrf_k, self.fetch_k, self.exact = sparse_weight, rrf_k, fetch_k, exact
         self.sparse = BM25SparseEncoder(embedder.tokenizer)
         self.means = LanguageMeans(store, collection)
+        self._served_checked = -1e9  # when the collection's embedder was last compared with ours
         self._query_cache: dict[str, np.ndarray] = {}  # repeated queries (UI, sweeps) skip the model
         self._cache_lock = threading.Lock()
 
@@ -123,6 +132,7 @@ class Retriever:
         mode = mode or self.mode
         if mode not in MODES:
             raise ConfigError(f"search mode {mode!r} is not valid; allowed: {MODES}")
+        self._check_served()
         flt = filters.to_store() if filters else None
         q = self.embed_query(query)  # (dim,)
         centred = self._debias_on(debias, filters) and mode != "sparse"
@@ -130,33 +140,41 @@ class Retriever:
         lang = query_language or (self._query_language(query) if (centred or mode == "hybrid") else "und")
         qc = self.means.centre_query(q, lang) if centred else q
 
-        cands: dict[str, _Candidate] = {}
-        raw_order: list[str] = []  # dense ranking of the uncorrected query
+        # every leg in one batch, ids + language only: the uncorrected query's neighbours and, when centred, the
+        # centred query's (a same-language match that the centred query alone would not reach stays a candidate),
+        # and the BM25 leg
+        legs: list[tuple[str, dict]] = []
         if mode in ("dense", "hybrid"):
-            # the uncorrected query's neighbours and, when centred, the centred query's: a same-language match
-            # that the centred query alone would not reach stays a candidate
-            for i, vec in enumerate([q, qc] if centred else [q]):
-                hits = self.store.query(self.collection, dense=vec, filter=flt, k=pool, with_vectors=centred or mmr)
-                for h in hits:
-                    cands.setdefault(h.id, _Candidate(h, h.score, h.score, h.vector))
-                if i == 0:
-                    raw_order = [h.id for h in hits]
-        dense_ids = list(cands)
-        sparse_order: list[str] = []
+            legs.append(("raw", dict(dense=q)))
+            if centred:
+                legs.append(("centred", dict(dense=qc)))
         if mode in ("sparse", "hybrid"):
             from lusifer_rag.store import SparseVector
 
             sv = self.sparse.encode_queries([query])[0]
-            hits = self.store.query(self.collection, sparse=SparseVector(sv.indices, sv.values), filter=flt,
-                                    k=pool, mode="sparse", with_vectors=mode == "hybrid" or mmr)
-            if mode == "sparse":
-                ranked = [(_Candidate(h, h.score, h.score, h.vector), h.score) for h in hits]
-                return self._finish(q, ranked, k, score_threshold, mmr, mmr_lambda)
-            for h in hits:  # sparse-only matches get their dense score from their vector
-                cands.setdefault(h.id, _Candidate(h, np.nan, np.nan, h.vector))
-            sparse_order = [h.id for h in hits]
-        self._score(cands, q, qc, centred)
+            legs.append(("sparse", dict(sparse=SparseVector(sv.indices, sv.values), mode="sparse")))
+        found = dict(zip([name for name, _ in legs], self.store.query_batch(self.collection, [
+            {**req, "filter": flt, "k": pool, "exact": self.exact, "payload": [LANGUAGE_KEY]} for _, req in legs])))
 
+        cands: dict[str, _Candidate] = {}
+        for name in ("centred", "raw", "sparse"):
+            for h in found.get(name, []):
+                c = cands.setdefault(h.id, _Candidate(h.id, _language_of(h)))
+                if name == "centred" or (name == "raw" and not centred) or mode == "sparse":
+                    c.score = h.score  # qc·d (q·d uncentred); a sparse search reports its BM25 score
+        raw_order = [h.id for h in found.get("raw", [])]
+        sparse_order = [h.id for h in found.get("sparse", [])]
+        if mode == "sparse":
+            return self._finish(q, [cands[i] for i in sparse_order], k, score_threshold, mmr, mmr_lambda, None)
+        self._fill_scores(cands, qc, flt)
+        if centred:  # qc·d -> cos(qc, d − μ) through one offset and one norm per language
+            ids = list(cands)
+            scores = self.means.offset_scores(np.array([cands[i].score for i in ids]), qc,
+                                              [cands[i].language for i in ids])
+            for i, sc in zip(ids, scores):
+                cands[i].score = float(sc)
+
+        dense_ids = list(dict.fromkeys(raw_order + [h.id for h in found.get("centred", [])]))
         dense_order = sorted(dense_ids, key=lambda i: -cands[i].score) if centred else raw_order
         order = self._fuse(cands, dense_order, sparse_order, lang) if mode == "hybrid" else dense_order
         if centred:  # the exact-match guard: a sentence read off a chunk finds that chunk as without correction
@@ -165,30 +183,58 @@ class Retriever:
             # sparse leg's results whenever there is one
             lexical = set(sparse_order) if mode == "hybrid" else None
             top = [i for i in uncorrected[:k] if lexical is None or i in lexical]
-            held = exact_matches(self.sparse, query, [cands[i].hit.payload.get("page_content", "") for i in top])
+            self._load_payloads(cands, top)
+            held = exact_matches(self.sparse, query, [cands[i].payload.get("page_content", "") for i in top])
             order = keep_exact_matches(order, uncorrected, {i for i, yes in zip(top, held) if yes})
-        return self._finish(q, [(cands[i], cands[i].score) for i in order], k, score_threshold, mmr, mmr_lambda)
+        return self._finish(q, [cands[i] for i in order], k, score_threshold, mmr, mmr_lambda,
+                            (qc, centred))
 
     # ---- pieces ----------------------------------------------------------------------------------
+    def _check_served(self) -> None:
+        """Refuse to search once the collection is served by another embedder (a re-index switched it): its
+        vectors and ours are not comparable. Checked at most once a second."""
+        now = time.monotonic()
+        if now - self._served_checked < 1.0:
+            return
+        meta = self.store.open_collection(self.collection).meta or {}
+        self._served_checked = now
+        have = meta.get("embedder_fingerprint")
+        if have and have != self.embedder.fingerprint:
+            raise StoreError(
+                f"collection {self.collection!r} is now served by embedder {meta.get('embedder')!r} (fingerprint "
+                f"{have}), this retriever embeds with {self.embedder.spec!r} ({self.embedder.fingerprint}); after a "
+                f"re-index build the retriever again (LusiferRetriever.from_collection loads the collection's embedder)")
+
     @staticmethod
     def _query_language(text: str) -> str:
         from .language import detect_query_language
 
         return detect_query_language(text)
 
-    def _score(self, cands: dict[str, _Candidate], q: np.ndarray, qc: np.ndarray, centred: bool) -> None:
-        """Fill every candidate's raw cosine and reported score (centred cosine when centred) from its vector."""
-        with_vec = [c for c in cands.values() if c.hit.vector is not None]
-        if not with_vec:
+    def _fill_scores(self, cands: dict[str, _Candidate], vec: np.ndarray, flt) -> None:
+        """Candidates that the dense leg scoring ``vec`` did not return get vec·d from the store (brute force over
+        their ids), so every candidate is ranked on the same dense score."""
+        missing = [i for i, c in cands.items() if np.isnan(c.score)]
+        if not missing:
             return
-        vecs = np.stack([c.hit.vector for c in with_vec])  # (n, dim), unit norm
-        raw = vecs @ q  # (n,)
-        if centred:
-            scores, unit = self.means.centred_scores(qc, [c.language for c in with_vec], vecs)
-        else:
-            scores, unit = raw, vecs
-        for c, r, s, v in zip(with_vec, raw, scores, unit):
-            c.raw, c.score, c.vector = float(r), float(s), v
+        ids_filter = Filter(must=dict(flt.must), must_not=dict(flt.must_not), ranges=dict(flt.ranges), ids=missing) \
+            if flt is not None else Filter(ids=missing)
+        for h in self.store.query(self.collection, dense=vec, filter=ids_filter, k=len(missing), exact=True,
+                                  payload=False):
+            cands[h.id].score = h.score
+        for i in missing:  # not found any more (deleted meanwhile): last
+            if np.isnan(cands[i].score):
+                cands[i].score = -np.inf
+
+    def _load_payloads(self, cands: dict[str, _Candidate], ids: Sequence[str], vectors: bool = False) -> None:
+        todo = [i for i in ids if cands[i].payload is None or (vectors and cands[i].vector is None)]
+        for p in self.store.retrieve(self.collection, todo, with_vectors=vectors):
+            cands[p.id].payload = p.payload
+            if vectors:
+                cands[p.id].vector = p.vector
+        for i in todo:  # deleted since the search found it
+            if cands[i].payload is None:
+                cands[i].payload = {}
 
     def _fuse(self, cands: dict[str, _Candidate], dense_order: list[str], sparse_order: list[str],
               query_lang: str) -> list[str]:
@@ -207,13 +253,24 @@ class Retriever:
         out = [next(own_order) if cands[i].language == query_lang else i for i in dense_order]
         return out + list(own_order)  # own-language leftovers after every slot
 
-    def _finish(self, q: np.ndarray, ranked: list, k: int, score_threshold: float | None, mmr: bool,
-                mmr_lambda: float) -> list[RetrievedChunk]:
+    def _finish(self, q: np.ndarray, ranked: list[_Candidate], k: int, score_threshold: float | None, mmr: bool,
+                mmr_lambda: float, centring: tuple[np.ndarray, bool] | None) -> list[RetrievedChunk]:
         if score_threshold is not None:
-            ranked = [(c, s) for c, s in ranked if s >= score_threshold]
-        if mmr:
-            ranked = mmr_select(q, ranked, k, mmr_lambda)
-        return [RetrievedChunk.from_payload(c.hit.id, s, c.hit.payload) for c, s in ranked[:k]]
+            ranked = [c for c in ranked if c.score >= score_threshold]
+        if mmr:  # diversity needs the vectors of the pool (in the space the scores were measured in)
+            pool = ranked[: max(self.fetch_k, 4 * k)]
+            cands = {c.id: c for c in pool}
+            self._load_payloads(cands, list(cands), vectors=True)
+            pool = [c for c in pool if c.vector is not None]
+            if centring is not None and centring[1] and pool:
+                _, unit = self.means.centred_scores(centring[0], [c.language for c in pool],
+                                                    np.stack([c.vector for c in pool]))
+                for c, v in zip(pool, unit):
+                    c.vector = v
+            ranked = [c for c, _ in mmr_select(q, [(c, c.score) for c in pool], k, mmr_lambda)]
+        top = ranked[:k]
+        self._load_payloads({c.id: c for c in top}, [c.id for c in top])
+        return [RetrievedChunk.from_payload(c.id, c.score, c.payload) for c in top]
 
 
 def mmr_select(q: np.ndarray, ranked: list, k: int, lam: float) -> list:

@@ -9,6 +9,7 @@ layout (``page_content`` + ``metadata``) so ``langchain_qdrant.QdrantVectorStore
 from __future__ import annotations
 
 import abc
+import hashlib
 import re
 import threading
 import uuid
@@ -156,6 +157,32 @@ class QueryPlan:
     prefetch_limit: int
     with_vectors: bool
     exact: bool
+    payload: bool | tuple[str, ...] = True  # True: all, False: none, else these keys
+
+
+#: query()'s keyword arguments and defaults, for query_batch's requests
+_QUERY_ARGS = {"dense": None, "sparse": None, "filter": None, "k": 10, "mode": "dense", "score_threshold": None,
+               "rrf_k": None, "prefetch_limit": None, "with_vectors": False, "exact": False, "payload": True}
+
+
+def _payload_arg(payload: Any) -> bool | tuple[str, ...]:
+    if isinstance(payload, bool):
+        return payload
+    if isinstance(payload, str) or not all(isinstance(k, str) and k for k in payload):
+        raise StoreError(f"payload must be True, False or a list of payload keys; got {payload!r}")
+    return tuple(payload)
+
+
+_GENERATION_RE = re.compile(r"--[0-9a-f]{12}$")
+
+
+def generation_name(logical: str, tag: str) -> str:
+    """The physical collection of one generation of ``logical`` (a re-index target): ``<logical>--<12 hex>``."""
+    return f"{logical}--{hashlib.sha256(tag.encode()).hexdigest()[:12]}"
+
+
+def is_generation(name: str) -> bool:
+    return bool(_GENERATION_RE.search(name))
 
 
 def validate_name(name: str) -> str:
@@ -216,16 +243,69 @@ class VectorStore(abc.ABC):
         return spec
 
     def list_collections(self) -> list[str]:
+        """The names users address: aliases, and collections no alias points to (generations of a re-index,
+        ``<name>--<12 hex>``, are listed only through their alias)."""
+        self._check_open()
+        physical = self._guard("list collections", "*", self._list)
+        aliases = self.aliases()
+        targets = set(aliases.values())
+        return sorted(set(aliases) | {n for n in physical if n not in targets and not is_generation(n)})
+
+    def list_physical(self) -> list[str]:
+        """Every collection as stored, generations included."""
         self._check_open()
         return sorted(self._guard("list collections", "*", self._list))
 
     def drop_collection(self, name: str) -> bool:
-        """Delete ``name`` with its data; False if it did not exist."""
+        """Delete ``name`` with its data (an alias: the alias and the collection it points to); False if it
+        did not exist."""
         self._check_open()
         validate_name(name)
         with self._specs_lock:
-            self._specs.pop(name, None)
+            self._specs.pop(self._cache_key(name), None)
+        aliases = self.aliases()
+        if name in aliases:
+            self._guard("remove alias", name, self._remove_alias, name)
+            self._guard("drop collection", name, self._drop, aliases[name])
+            self._guard("drop collection", name, self._drop, name)  # an older generation the alias shadowed
+            return True
         return bool(self._guard("drop collection", name, self._drop, name))
+
+    # ---- aliases: one name, successive physical collections (re-indexing) ------------------------------
+    def aliases(self) -> dict[str, str]:
+        """{alias: the physical collection it points to}."""
+        self._check_open()
+        return dict(self._guard("list aliases", "*", self._aliases))
+
+    def resolve(self, name: str) -> str:
+        """The physical collection behind ``name`` (itself when it is no alias)."""
+        return self.aliases().get(name, name)
+
+    def switch_alias(self, alias: str, target: str) -> str | None:
+        """Point ``alias`` at the physical collection ``target`` in one atomic step (searches see the old
+        collection or the new one, never neither); returns the physical collection it pointed to before
+        (``alias`` itself when it was a plain collection, None when it did not exist)."""
+        self._check_open()
+        validate_name(alias)
+        if target not in self.list_physical():
+            raise StoreError(f"cannot point {alias!r} at {target!r}: no such collection in {self.location}")
+        before = self.aliases().get(alias) or (alias if alias in self.list_physical() else None)
+        self._guard("switch alias", alias, self._switch_alias, alias, target)
+        with self._specs_lock:
+            self._specs.pop(alias, None)
+        return before
+
+    def drop_physical(self, name: str) -> bool:
+        """Delete the physical collection ``name`` (e.g. the generation a re-index replaced); refused while an
+        alias points to it."""
+        self._check_open()
+        validate_name(name)
+        users = [a for a, t in self.aliases().items() if t == name]
+        if users:
+            raise StoreError(f"collection {name!r} is still served through alias {users[0]!r}; switch the alias first")
+        with self._specs_lock:
+            self._specs.pop(name, None)
+        return bool(self._guard("drop collection", name, self._drop_physical, name))
 
     def update_meta(self, name: str, meta: Mapping[str, Any]) -> CollectionSpec:
         """Replace the collection's recorded ``meta`` (e.g. new chunking parameters after a re-ingest)."""
@@ -269,11 +349,44 @@ class VectorStore(abc.ABC):
         prefetch_limit: int | None = None,
         with_vectors: bool = False,
         exact: bool = False,
+        payload: bool | Sequence[str] = True,
     ) -> list[Hit]:
         """Nearest points. ``mode``: "dense" (needs ``dense``), "sparse" (needs ``sparse``) or "hybrid" (both,
         fused by RRF with constant ``rrf_k``, default Qdrant's 2; each leg fetches ``prefetch_limit``,
-        default max(4k, 20)). ``exact`` forces brute force (no HNSW, no quantization)."""
+        default max(4k, 20)). ``exact`` forces brute force (no HNSW, no quantization). ``payload``: True (all of
+        it), False (none: ids and scores only) or the payload keys to return (e.g. ``["metadata.language"]``)."""
         spec = self._spec(name)
+        plan = self._plan(name, spec, dense, sparse, filter, k, mode, score_threshold, rrf_k, prefetch_limit,
+                          with_vectors, exact, payload)
+        return self._guard("query", name, self._query, name, spec, plan)
+
+    def query_batch(self, name: str, requests: Sequence[Mapping[str, Any]]) -> list[list[Hit]]:
+        """Several queries in one call (each a dict of :meth:`query`'s keyword arguments), results in order.
+        Backends that can plan a batch as a whole (Qdrant's batch query) run it in one pass."""
+        spec = self._spec(name)
+        plans = []
+        for i, req in enumerate(requests):
+            unknown = set(req) - set(_QUERY_ARGS)
+            if unknown:
+                raise StoreError(f"query_batch request {i}: unknown arguments {sorted(unknown)}; allowed: {list(_QUERY_ARGS)}")
+            plans.append(self._plan(name, spec, *(req.get(a, d) for a, d in _QUERY_ARGS.items())))
+        if not plans:
+            return []
+        return self._guard("query batch", name, self._query_batch, name, spec, plans)
+
+    def retrieve(self, name: str, ids: Sequence[str], with_payload: bool | Sequence[str] = True,
+                 with_vectors: bool = False) -> list[Point]:
+        """The points with these ids, in the given order (ids not in the collection are left out)."""
+        spec = self._spec(name)
+        uids = [as_uuid(i) for i in ids]
+        if not uids:
+            return []
+        found = {p.id: p for p in self._guard("retrieve", name, self._retrieve, name, spec, list(dict.fromkeys(uids)),
+                                               _payload_arg(with_payload), bool(with_vectors))}
+        return [found[i] for i in uids if i in found]
+
+    def _plan(self, name, spec, dense, sparse, filter, k, mode, score_threshold, rrf_k, prefetch_limit, with_vectors,
+              exact, payload) -> "QueryPlan":
         if mode not in QUERY_MODES:
             raise StoreError(f"query mode {mode!r} is not supported; allowed: {QUERY_MODES}")
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
@@ -292,12 +405,11 @@ class VectorStore(abc.ABC):
                 raise StoreError(f"query mode {mode!r} needs a sparse vector")
             if spec.sparse_name is None:
                 raise StoreError(f"collection {name!r} has no sparse vector; use mode='dense'")
-        plan = QueryPlan(
+        return QueryPlan(
             mode=mode, dense=vec, sparse=sparse if mode != "dense" else None, filter=filter, k=k,
             score_threshold=score_threshold, rrf_k=rrf_k, prefetch_limit=prefetch_limit or max(4 * k, 20),
-            with_vectors=with_vectors, exact=exact,
+            with_vectors=with_vectors, exact=exact, payload=_payload_arg(payload),
         )
-        return self._guard("query", name, self._query, name, spec, plan)
 
     def count(self, name: str, filter: Filter | None = None, exact: bool = True) -> int:
         self._spec(name)
@@ -356,12 +468,17 @@ class VectorStore(abc.ABC):
 
     def _remember(self, name: str, spec: CollectionSpec) -> None:
         with self._specs_lock:
-            self._specs[name] = spec
+            self._specs[self._cache_key(name)] = spec
+
+    def _cache_key(self, name: str) -> str:
+        """Specs are cached under this key; backends that resolve aliases locally use the physical name, so
+        an alias switch needs no cache invalidation."""
+        return name
 
     def _spec(self, name: str) -> CollectionSpec:
         self._check_open()
         with self._specs_lock:
-            spec = self._specs.get(name)
+            spec = self._specs.get(self._cache_key(name))
         return spec if spec is not None else self.open_collection(name)
 
     def _guard(self, op: str, name: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -391,6 +508,18 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def _drop(self, name: str) -> bool: ...
 
+    def _drop_physical(self, name: str) -> bool:
+        return self._drop(name)
+
+    def _aliases(self) -> dict[str, str]:
+        return {}
+
+    def _switch_alias(self, alias: str, target: str) -> None:
+        raise StoreError(f"{type(self).__name__} has no aliases")
+
+    def _remove_alias(self, alias: str) -> None:
+        raise StoreError(f"{type(self).__name__} has no aliases")
+
     @abc.abstractmethod
     def _upsert_batch(self, name: str, spec: CollectionSpec, ids: list[str], dense: np.ndarray, points: Sequence[Point]) -> None: ...
 
@@ -399,6 +528,13 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     def _query(self, name: str, spec: CollectionSpec, plan: QueryPlan) -> list[Hit]: ...
+
+    def _query_batch(self, name: str, spec: CollectionSpec, plans: list[QueryPlan]) -> list[list[Hit]]:
+        return [self._query(name, spec, plan) for plan in plans]
+
+    @abc.abstractmethod
+    def _retrieve(self, name: str, spec: CollectionSpec, ids: list[str], payload: bool | tuple[str, ...],
+                  with_vectors: bool) -> list[Point]: ...
 
     @abc.abstractmethod
     def _count(self, name: str, flt: Filter | None, exact: bool) -> int: ...

@@ -4,6 +4,7 @@ Layout of a store directory::
 
     <dir>/.lock, .lock.holder.json        one process at a time (lock.py)
     <dir>/store.json                      format marker
+    <dir>/aliases.json                    {alias: collection} (re-indexing: a name switches to a new collection)
     <dir>/collections/<name>/collection.json   our CollectionSpec (+ meta); written last = commit marker
     <dir>/collections/<name>/shard/       one Edge shard (segments, WAL, edge_config.json)
 
@@ -40,6 +41,7 @@ from .lock import StoreLock
 
 STORE_FORMAT = {"format": "lusifer-rag-edge-store", "version": 1}
 SPEC_FILE = "collection.json"
+ALIAS_FILE = "aliases.json"
 SHARD_DIR = "shard"
 
 _DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
@@ -134,10 +136,28 @@ class _StoreDir:
         if not marker.exists():
             _write_json(marker, STORE_FORMAT)
         self.shards: dict[str, _Shard] = {}
-        self.mutex = threading.RLock()  # guards shards (open/create/drop), not the data path
+        self.mutex = threading.RLock()  # guards shards (open/create/drop) and aliases, not the data path
         self.refs = 0
+        self.alias_file = root / ALIAS_FILE
+        try:
+            self.aliases: dict[str, str] = json.loads(self.alias_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            self.aliases = {}
+        except ValueError as exc:
+            self.lock.release()
+            raise StoreError(f"{self.alias_file} is not valid JSON ({exc}); the store's aliases are damaged") from exc
 
-    def shard(self, name: str) -> _Shard:
+    def resolve(self, name: str) -> str:
+        return self.aliases.get(name, name)  # one dict read: an alias switch is a single assignment
+
+    def set_aliases(self, aliases: dict[str, str]) -> None:
+        with self.mutex:
+            _write_json(self.alias_file, aliases)  # the file first: a crash leaves the old map or the new one
+            self.aliases = aliases
+
+    def shard(self, name: str, physical: bool = False) -> _Shard:
+        """The open shard of collection ``name`` (an alias is followed unless ``physical``)."""
+        name = name if physical else self.resolve(name)
         with self.mutex:
             sh = self.shards.get(name)
             if sh is None:
@@ -195,7 +215,7 @@ class EdgeStore(VectorStore):
         d = self._dir
         with d.mutex:
             cdir = d.collections / name
-            if (cdir / SPEC_FILE).exists():
+            if (cdir / SPEC_FILE).exists() or name in d.aliases:
                 raise StoreError(f"collection {name!r} already exists in {self.location}")
             if cdir.exists():  # leftover of a create interrupted before its commit marker
                 shutil.rmtree(cdir)
@@ -213,7 +233,7 @@ class EdgeStore(VectorStore):
             d.shards[name] = _Shard(name, shard)
 
     def _read_spec(self, name: str) -> CollectionSpec | None:
-        path = self._dir.collections / name / SPEC_FILE
+        path = self._dir.collections / self._dir.resolve(name) / SPEC_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -224,12 +244,24 @@ class EdgeStore(VectorStore):
 
     def _write_spec(self, name: str, spec: CollectionSpec) -> None:
         with self._dir.mutex:
-            _write_json(self._dir.collections / name / SPEC_FILE, spec.to_dict())
+            _write_json(self._dir.collections / self._dir.resolve(name) / SPEC_FILE, spec.to_dict())
 
     def _list(self) -> list[str]:
         return [p.parent.name for p in self._dir.collections.glob(f"*/{SPEC_FILE}") if not p.parent.name.startswith(".")]
 
-    def _drop(self, name: str) -> bool:
+    def _cache_key(self, name: str) -> str:
+        return self._dir.resolve(name)
+
+    def _aliases(self) -> dict[str, str]:
+        return dict(self._dir.aliases)
+
+    def _switch_alias(self, alias: str, target: str) -> None:
+        self._dir.set_aliases({**self._dir.aliases, alias: target})
+
+    def _remove_alias(self, alias: str) -> None:
+        self._dir.set_aliases({a: t for a, t in self._dir.aliases.items() if a != alias})
+
+    def _drop(self, name: str) -> bool:  # ``name`` is physical here: the base class resolves aliases
         d = self._dir
         with d.mutex:
             cdir = d.collections / name
@@ -260,7 +292,7 @@ class EdgeStore(VectorStore):
         with self._dir.shard(name).use() as shard:
             shard.update(qe.UpdateOperation.delete_points_by_filter(translate(flt, _FILTERS)))
 
-    def _query(self, name: str, spec: CollectionSpec, plan: QueryPlan) -> list[Hit]:
+    def _request(self, spec: CollectionSpec, plan: QueryPlan) -> qe.QueryRequest:
         flt = translate(plan.filter, _FILTERS)
         params = qe.SearchParams(exact=plan.exact)
         if spec.quantization and not plan.exact:
@@ -270,28 +302,47 @@ class EdgeStore(VectorStore):
         dense_q = qe.Query.Nearest(plan.dense.tolist(), using=spec.vector_name) if plan.dense is not None else None
         sparse_q = qe.Query.Nearest(_edge_sparse(plan.sparse), using=spec.sparse_name) if plan.sparse is not None else None
         with_vector = [spec.vector_name] if plan.with_vectors else False
+        with_payload = _edge_payload(plan.payload)
         if plan.mode == "hybrid":
-            req = qe.QueryRequest(
+            return qe.QueryRequest(
                 limit=plan.k,
                 prefetches=[
                     qe.Prefetch(limit=plan.prefetch_limit, query=dense_q, filter=flt, params=params),
                     qe.Prefetch(limit=plan.prefetch_limit, query=sparse_q, filter=flt),
                 ],
                 query=qe.Fusion.Rrf(k=plan.rrf_k if plan.rrf_k is not None else DEFAULT_RRF_K),
-                filter=flt, score_threshold=plan.score_threshold, with_payload=True, with_vector=with_vector,
+                filter=flt, score_threshold=plan.score_threshold, with_payload=with_payload, with_vector=with_vector,
             )
-        else:
-            req = qe.QueryRequest(
-                limit=plan.k, query=dense_q if plan.mode == "dense" else sparse_q, filter=flt,
-                score_threshold=plan.score_threshold, with_payload=True, with_vector=with_vector,
-                params=params if plan.mode == "dense" else None,
-            )
-        with self._dir.shard(name).use() as shard:
-            found = shard.query(req)
+        return qe.QueryRequest(
+            limit=plan.k, query=dense_q if plan.mode == "dense" else sparse_q, filter=flt,
+            score_threshold=plan.score_threshold, with_payload=with_payload, with_vector=with_vector,
+            params=params if plan.mode == "dense" else None,
+        )
+
+    @staticmethod
+    def _hits(found, spec: CollectionSpec, plan: QueryPlan) -> list[Hit]:
         return [
             Hit(str(p.id), float(p.score), p.payload or {}, dense_of(p.vector, spec) if plan.with_vectors else None)
             for p in found
         ]
+
+    def _query(self, name: str, spec: CollectionSpec, plan: QueryPlan) -> list[Hit]:
+        req = self._request(spec, plan)
+        with self._dir.shard(name).use() as shard:
+            found = shard.query(req)
+        return self._hits(found, spec, plan)
+
+    def _query_batch(self, name: str, spec: CollectionSpec, plans: list[QueryPlan]) -> list[list[Hit]]:
+        batch = qe.QueryBatchRequest([self._request(spec, plan) for plan in plans])
+        with self._dir.shard(name).use() as shard:
+            found = shard.query_batch(batch)
+        return [self._hits(f, spec, plan) for f, plan in zip(found, plans)]
+
+    def _retrieve(self, name: str, spec: CollectionSpec, ids: list[str], payload, with_vectors: bool) -> list[Point]:
+        with self._dir.shard(name).use() as shard:
+            records = shard.retrieve([uuid.UUID(i) for i in ids], with_payload=_edge_payload(payload),
+                                     with_vector=[spec.vector_name] if with_vectors else False)
+        return [point_from_record(str(r.id), r.vector, r.payload, spec, with_vectors) for r in records]
 
     def _count(self, name: str, flt: Filter | None, exact: bool) -> int:
         with self._dir.shard(name).use() as shard:
@@ -339,6 +390,10 @@ class EdgeStore(VectorStore):
             if self._dir.refs == 0:
                 _DIRS.pop(self._key, None)
                 self._dir.close()
+
+
+def _edge_payload(payload: bool | tuple[str, ...]):
+    return payload if isinstance(payload, bool) else qe.PayloadSelector.Include(list(payload))
 
 
 def _edge_sparse(sv: SparseVector) -> qe.SparseVector:

@@ -22,11 +22,15 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from ..errors import StoreError
-from .base import (CollectionSpec, Hit, Point, QueryPlan, SparseVector, VectorStore, dense_of,
-                   point_from_record)
+from .base import (CollectionSpec, Hit, Point, QueryPlan, SparseVector, VectorStore, dense_of, generation_name,
+                   is_generation, point_from_record)
 from .filters import Filter, FilterBuilders, translate
 
 META_KEY = "lusifer_rag"
+
+
+def _create_alias(alias: str, target: str):
+    return models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=target, alias_name=alias))
 
 _DISTANCE = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
 _DISTANCE_BACK = {v: k for k, v in _DISTANCE.items()}
@@ -59,6 +63,15 @@ class ServerStore(VectorStore):
 
     # ---- collections ------------------------------------------------------------------------------------
     def _create(self, name: str, spec: CollectionSpec) -> None:
+        """A collection is created as a generation (``<name>--<12 hex>``) behind the alias ``name``, so that a
+        re-index can later switch ``name`` to a new collection atomically."""
+        physical = name if is_generation(name) else generation_name(name, uuid.uuid4().hex)
+        self._create_physical(physical, spec)
+        if physical != name:
+            with self._serial:
+                self.client.update_collection_aliases(change_aliases_operations=[_create_alias(name, physical)])
+
+    def _create_physical(self, name: str, spec: CollectionSpec) -> None:
         on_disk = spec.on_disk or None
         dense = models.VectorParams(
             size=spec.dim, distance=_DISTANCE[spec.distance], on_disk=on_disk,
@@ -115,9 +128,30 @@ class ServerStore(VectorStore):
 
     def _drop(self, name: str) -> bool:
         with self._serial:
-            if not self.client.collection_exists(name):
-                return False
+            if name in self._aliases() or not self.client.collection_exists(name):
+                return False  # an alias is no collection of its own (the base class drops its target)
             return bool(self.client.delete_collection(name))
+
+    def _aliases(self) -> dict[str, str]:
+        with self._serial:
+            return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+
+    def _switch_alias(self, alias: str, target: str) -> None:
+        ops: list[Any] = []
+        with self._serial:
+            if alias in self._aliases():
+                ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+            elif self.client.collection_exists(alias):
+                # a collection made before aliases (or by another tool) holds the name: Qdrant names are either
+                # collections or aliases, so it must go first (the only switch with a gap, ~ one request)
+                self.client.delete_collection(alias)
+            ops.append(_create_alias(alias, target))
+            self.client.update_collection_aliases(change_aliases_operations=ops)  # one atomic change
+
+    def _remove_alias(self, alias: str) -> None:
+        with self._serial:
+            self.client.update_collection_aliases(change_aliases_operations=[
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))])
 
     # ---- data -------------------------------------------------------------------------------------------
     def _upsert_batch(self, name: str, spec: CollectionSpec, ids: list[str], dense: np.ndarray, points: Sequence[Point]) -> None:
@@ -141,7 +175,8 @@ class ServerStore(VectorStore):
         with self._serial:
             self.client.delete(name, points_selector=models.FilterSelector(filter=translate(flt, _FILTERS)), wait=True)
 
-    def _query(self, name: str, spec: CollectionSpec, plan: QueryPlan) -> list[Hit]:
+    def _call(self, spec: CollectionSpec, plan: QueryPlan) -> dict[str, Any]:
+        """query_points' keyword arguments for one plan (also the fields of a batch's QueryRequest)."""
         flt = translate(plan.filter, _FILTERS)
         params = models.SearchParams(exact=plan.exact)
         if self.local:  # brute force anyway; it warns about search params
@@ -152,10 +187,9 @@ class ServerStore(VectorStore):
             )
         dense_q = plan.dense.tolist() if plan.dense is not None else None
         sparse_q = _sparse(plan.sparse) if plan.sparse is not None else None
-        common = dict(
-            limit=plan.k, query_filter=flt, score_threshold=plan.score_threshold, with_payload=True,
-            with_vectors=bool(plan.with_vectors),
-        )
+        payload = plan.payload if isinstance(plan.payload, bool) else list(plan.payload)
+        common = dict(limit=plan.k, filter=flt, score_threshold=plan.score_threshold, with_payload=payload,
+                      with_vector=bool(plan.with_vectors))
         if plan.mode == "hybrid":
             fusion = (
                 models.FusionQuery(fusion=models.Fusion.RRF) if plan.rrf_k is None
@@ -165,17 +199,39 @@ class ServerStore(VectorStore):
                 models.Prefetch(query=dense_q, using=spec.vector_name, limit=plan.prefetch_limit, filter=flt, params=params),
                 models.Prefetch(query=sparse_q, using=spec.sparse_name, limit=plan.prefetch_limit, filter=flt),
             ]
-            call = dict(prefetch=prefetch, query=fusion, **common)
-        elif plan.mode == "dense":
-            call = dict(query=dense_q, using=spec.vector_name, search_params=params, **common)
-        else:
-            call = dict(query=sparse_q, using=spec.sparse_name, **common)
-        with self._serial:
-            found = self.client.query_points(name, **call).points
+            return dict(prefetch=prefetch, query=fusion, **common)
+        if plan.mode == "dense":
+            return dict(query=dense_q, using=spec.vector_name, params=params, **common)
+        return dict(query=sparse_q, using=spec.sparse_name, **common)
+
+    @staticmethod
+    def _hits(found, spec: CollectionSpec, plan: QueryPlan) -> list[Hit]:
         return [
             Hit(_id(p.id), float(p.score), p.payload or {}, dense_of(p.vector, spec) if plan.with_vectors else None)
             for p in found
         ]
+
+    def _query(self, name: str, spec: CollectionSpec, plan: QueryPlan) -> list[Hit]:
+        call = self._call(spec, plan)
+        # query_points names three of QueryRequest's fields differently
+        call["query_filter"], call["with_vectors"] = call.pop("filter"), call.pop("with_vector")
+        if "params" in call:
+            call["search_params"] = call.pop("params")
+        with self._serial:
+            found = self.client.query_points(name, **call).points
+        return self._hits(found, spec, plan)
+
+    def _query_batch(self, name: str, spec: CollectionSpec, plans: list[QueryPlan]) -> list[list[Hit]]:
+        requests = [models.QueryRequest(**self._call(spec, plan)) for plan in plans]
+        with self._serial:
+            found = self.client.query_batch_points(name, requests=requests)
+        return [self._hits(r.points, spec, plan) for r, plan in zip(found, plans)]
+
+    def _retrieve(self, name: str, spec: CollectionSpec, ids: list[str], payload, with_vectors: bool) -> list[Point]:
+        with self._serial:
+            records = self.client.retrieve(name, ids, with_payload=payload if isinstance(payload, bool) else list(payload),
+                                           with_vectors=with_vectors)
+        return [point_from_record(_id(r.id), r.vector, r.payload, spec, with_vectors) for r in records]
 
     def _count(self, name: str, flt: Filter | None, exact: bool) -> int:
         with self._serial:
