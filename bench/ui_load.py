@@ -1,10 +1,13 @@
-"""50 concurrent searches through gradio_client against the web app: errors, p50/p95 latency.
+"""50 concurrent searches through gradio_client against the web app: errors, p50/p95 latency, throughput.
 
-    .venv/bin/python bench/ui_load.py                      # starts its own app (e5-small, sample corpus, tmp store)
+    .venv/bin/python bench/ui_load.py                      # starts its own apps (e5-small, sample corpus, tmp store)
     .venv/bin/python bench/ui_load.py --url http://127.0.0.1:7860/ [--auth user:password]
 
-Latency is what a client sees: submit → result, queue wait included (searches run ``search_concurrency`` at a
-time, LUSIFER_RAG_SEARCH_CONCURRENCY). Exit code 1 if any search failed.
+Without ``--url`` the same load runs against three apps on the same store, one after the other, for a before/after
+in one run: the previous defaults (every request embeds its query and highlight sentences alone, 4 searches at
+a time), one-at-a-time embedding with the new concurrency (32), and the new defaults (dynamic batching: concurrent
+requests share forward passes, embedder/queue.py). Latency is what a client sees: submit → result, queue wait
+included. Exit code 1 if any search failed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import table  # noqa: E402
 
 
 
@@ -41,33 +46,33 @@ def queries(n: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def own_app(concurrency: int):
-    """An app on a free port: e5-small, the sample corpus in a tmp embedded store."""
+def own_app(tmp: str, concurrency: int, batching: bool):
+    """An app on a free port: e5-small, the sample corpus in an embedded store under ``tmp``."""
     from lusifer_rag.app.service import AppOptions, RagService
     from lusifer_rag.app.ui import build_app, launch
     from lusifer_rag.runtime import open_store_from
     from lusifer_rag.settings import Settings
     import socket
 
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings.from_env(env={}, store=f"{tmp}/store", data_dir=Path(tmp), collection="bench")
-        with open_store_from(settings) as store:
-            t0 = time.time()
-            service = RagService(settings, store, options=AppOptions(search_concurrency=concurrency))
-            report = service.ingest_sample()
-            print(f"setup: {report.summary()} (with model load: {time.time() - t0:.1f}s)", file=sys.stderr)
-            demo = build_app(service)
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            launch(demo, service, port=port, block=False, quiet=True)
-            try:
-                yield f"http://127.0.0.1:{port}/"
-            finally:
-                demo.close()
+    settings = Settings.from_env(env={}, store=f"{tmp}/store", data_dir=Path(tmp), collection="bench",
+                                 embed_queue=batching)
+    with open_store_from(settings) as store:
+        t0 = time.time()
+        service = RagService(settings, store, options=AppOptions(search_concurrency=concurrency))
+        report = service.ingest_sample()
+        print(f"setup: {report.summary()} (with model load: {time.time() - t0:.1f}s)", file=sys.stderr)
+        demo = build_app(service)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        launch(demo, service, port=port, block=False, quiet=True)
+        try:
+            yield f"http://127.0.0.1:{port}/", service
+        finally:
+            demo.close()
 
 
-def run(url: str, n: int, k: int, auth: tuple[str, str] | None, highlight: bool = True) -> int:
+def run(url: str, n: int, k: int, auth: tuple[str, str] | None, highlight: bool = True) -> dict:
     from gradio_client import Client
 
     client = Client(url, auth=auth, verbose=False)
@@ -92,10 +97,11 @@ def run(url: str, n: int, k: int, auth: tuple[str, str] | None, highlight: bool 
     p50 = statistics.median(lat)
     p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
     print(f"{n} concurrent searches (k={k}, highlight={highlight}): {len(errors)} errors; latency p50 {p50 * 1000:.0f} ms, "
-          f"p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms; wall {wall:.2f}s ({n / wall:.1f} searches/s)")
+          f"p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms; wall {wall:.2f}s ({n / wall:.1f} searches/s)",
+          file=sys.stderr)
     for e in errors[:5]:
-        print("  error:", e)
-    return 1 if errors else 0
+        print("  error:", e, file=sys.stderr)
+    return {"errors": len(errors), "p50 s": p50, "p95 s": p95, "max s": lat[-1], "searches/s": n / wall}
 
 
 def main() -> int:
@@ -105,13 +111,36 @@ def main() -> int:
     p.add_argument("-n", type=int, default=50, help="concurrent searches (default 50)")
     p.add_argument("-k", type=int, default=5, help="results per search")
     p.add_argument("--no-highlight", action="store_true", help="skip the best-sentence highlight")
-    p.add_argument("--concurrency", type=int, default=4, help="search concurrency of the app started here")
+    p.add_argument("--concurrency", type=int, default=32, help="search concurrency of the new-default apps")
     args = p.parse_args()
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     if args.url:
-        return run(args.url, args.n, args.k, auth, not args.no_highlight)  # type: ignore[arg-type]
-    with own_app(args.concurrency) as url:
-        return run(url, args.n, args.k, None, not args.no_highlight)
+        row = run(args.url, args.n, args.k, auth, not args.no_highlight)  # type: ignore[arg-type]
+        table([{"app": args.url, **row}])
+        return 1 if row["errors"] else 0
+    from _common import header
+
+    header(f"ui_load: {args.n} concurrent searches, k={args.k}, highlight={not args.no_highlight}, e5-small")
+    rows = []
+    configs = [("previous defaults: one at a time, 4 concurrent", 4, False),
+               ("one at a time, 32 concurrent", args.concurrency, False),
+               ("batched (default), 32 concurrent", args.concurrency, True)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, concurrency, batching in configs:
+            with own_app(tmp, concurrency, batching) as (url, service):
+                row = run(url, args.n, args.k, None, not args.no_highlight)
+                rows.append({"embedding": label, **row})
+                if batching:
+                    from lusifer_rag.embedder.queue import queue_for
+
+                    st = queue_for(service.embedder).stats
+                    print(f"queue: {st.requests} requests in {st.rounds} rounds (largest {st.largest_round}), "
+                          f"{st.texts} texts, {st.unique_texts} embedded after de-duplication", file=sys.stderr)
+    base = rows[0]["searches/s"]
+    for r in rows:
+        r["throughput vs previous"] = f"{r['searches/s'] / base:.1f}x"
+    table(rows)
+    return 1 if any(r["errors"] for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -165,3 +165,33 @@ def test_reindex_killed_mid_run_then_rerun_completes_without_duplicates(tmp_path
         points = list(st.iter_points("docs", with_vectors=True))
         want = tiny_hf_embedder.embed_documents([p.payload["page_content"] for p in points])
         np.testing.assert_allclose(np.stack([p.vector for p in points]), want, atol=1e-5)
+
+
+def test_aliases_switch_persist_and_hide_generations(store, tmp_path):
+    from lusifer_rag.errors import StoreError
+    from lusifer_rag.store import CollectionSpec, Point
+
+    store.create_collection("docs", CollectionSpec(dim=2))
+    store.upsert("docs", [Point("00000000-0000-0000-0000-000000000001", np.array([1, 0], np.float32), {"v": "old"})])
+    gen = generation_name("docs", "new embedder")
+    store.create_collection(gen, CollectionSpec(dim=3))
+    store.upsert(gen, [Point("00000000-0000-0000-0000-000000000001", np.array([0, 1, 0], np.float32), {"v": "new"})])
+    assert store.list_collections() == ["docs"]  # a generation no alias points to is not a user's collection
+    assert store.query("docs", dense=[1, 0], k=1)[0].payload == {"v": "old"}
+    before = store.switch_alias("docs", gen)
+    assert store.resolve("docs") == gen and store.list_collections() == ["docs"]
+    assert store.query("docs", dense=[0, 1, 0], k=1)[0].payload == {"v": "new"}  # the new dim: no stale spec
+    assert store.open_collection("docs").dim == 3
+    with pytest.raises(StoreError, match="still served through alias 'docs'"):
+        store.drop_physical(gen)
+    with pytest.raises(StoreError, match="no such collection"):
+        store.switch_alias("docs", "nothing-here")
+    if before in store.list_physical():
+        assert store.drop_physical(before)
+    if store.location != ":memory:":  # the alias map survives a reopen
+        store.close()
+        with open_store(store.location) as again:
+            assert again.resolve("docs") == gen and again.count("docs") == 1
+            assert again.drop_collection("docs") and again.list_physical() == [] and again.list_collections() == []
+    else:
+        assert store.drop_collection("docs") and store.list_physical() == [] and store.list_collections() == []
