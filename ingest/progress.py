@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from .pipeline import FileResult, IngestReport
 
 
+MODES = ("bar", "plain", "off")
+
+
 class Progress:
     """Where an ingest is. On a terminal, tqdm bars (files with ETA; chunks and tokens/s embedded so far, read from
     ``report``; the page a long document is at). Otherwise (a batch job's log, a pipe) plain lines on stderr: one per
@@ -23,6 +26,10 @@ class Progress:
 
     def __init__(self, total: int, mode: str | None = None, report: "IngestReport | None" = None):
         mode = mode or os.environ.get("LUSIFER_RAG_PROGRESS") or ("bar" if sys.stderr.isatty() else "plain")
+        if mode not in MODES:
+            from lusifer_rag.errors import ConfigError
+
+            raise ConfigError(f"progress mode {mode!r} is not known; allowed: {', '.join(MODES)}")
         self.mode, self.total, self.done, self.t0 = mode, total, 0, time.time()
         if report is None:
             from .pipeline import IngestReport

@@ -323,3 +323,14 @@ def test_ready_workers_yield_the_cores_to_the_embedder(e5):
     finally:
         pool.close()
     assert items[0][1]["nice"] >= min(19, os.nice(0) + 10)  # niceness tops out at 19
+
+
+def test_an_unknown_progress_mode_is_refused_naming_the_allowed_ones(monkeypatch):
+    from lusifer_rag.errors import ConfigError
+    from lusifer_rag.ingest.progress import Progress
+
+    with pytest.raises(ConfigError, match=r"'auto' is not known; allowed: bar, plain, off"):
+        Progress(3, "auto")
+    monkeypatch.setenv("LUSIFER_RAG_PROGRESS", "verbose")
+    with pytest.raises(ConfigError, match="'verbose'"):
+        Progress(3)
