@@ -129,6 +129,8 @@ def main() -> None:
     ap.add_argument("--embedder", default="e5-small")
     ap.add_argument("--baseline", default=BASELINE, help="git revision whose defaults are the 'previous' row")
     ap.add_argument("--per-language", action="store_true", help="also print the per-query-language tables")
+    ap.add_argument("--fetch-k", type=int, action="append", default=[],
+                    help="also a row of the default with this many candidates per leg (repeatable)")
     args = ap.parse_args()
     from lusifer_rag.embedder import load_embedder
 
@@ -141,6 +143,8 @@ def main() -> None:
         f"previous default ({args.baseline})": lambda st, c: Old(st, c, emb),
         "default": lambda st, c: Retriever(st, c, emb),
     }
+    for n in args.fetch_k:
+        rows[f"default, fetch_k={n}"] = lambda st, c, n=n: Retriever(st, c, emb, fetch_k=n)
     for name in args.sets.split(","):
         s = X.SETS[name](LANGS[name])
         store, src = build(s, emb, args.embedder.replace(":", "_").replace("/", "_"))

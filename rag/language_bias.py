@@ -54,9 +54,6 @@ class LanguageMeans:
         self.shares: dict[str, float] = {}
         self._codes: list[str] = []
         self._unit_means = np.zeros((0, 0), dtype=np.float32)  # (languages, dim) for nearest-language lookups
-        self._norms: dict[str, float] = {}  # mean ‖d − μ‖ of each language's chunks
-        self._centre_of: dict[str, str] = {}  # every label -> the language it is centred on
-        self._commonest: str | None = None
 
     def refresh(self) -> None:
         """Re-estimate when the collection's point count changed."""
@@ -66,7 +63,7 @@ class LanguageMeans:
                 return
             counts = self.store.facet(self.collection, "metadata.language")
             total = sum(counts.values()) or 1
-            means, norms, label_means = {}, {}, {}
+            means = {}
             for lang, n in counts.items():
                 vecs = []
                 for p in self.store.iter_points(self.collection, Filter(must={"metadata.language": lang}),
@@ -79,17 +76,11 @@ class LanguageMeans:
                 vecs = np.stack(vecs)  # (m, dim)
                 mu = vecs.mean(axis=0).astype(np.float32)  # (dim,)
                 if n < FEWEST or (n < MIN_CHUNKS and n / total < MIN_SHARE):
-                    label_means[lang] = mu  # too few for a mean of its own: centred on its nearest language
-                    continue
+                    continue  # too few for a mean of its own: its chunks are centred on their nearest language
                 means[lang] = mu
-                norms[lang] = float(np.linalg.norm(vecs - mu, axis=1).mean())
-            self.means, self.shares, self._norms = means, {k: v / total for k, v in counts.items()}, norms
+            self.means, self.shares = means, {k: v / total for k, v in counts.items()}
             self._codes = list(means)
             self._unit_means = _unit(np.stack(list(means.values()))) if means else np.zeros((0, 0), np.float32)
-            rare = list(label_means)
-            nearest = self.nearest(np.stack([label_means[r] for r in rare])) if rare else []
-            self._centre_of = {**{c: c for c in means}, **dict(zip(rare, nearest))}
-            self._commonest = max(means, key=lambda c: counts[c]) if means else None
             self._count = count
 
     def languages(self) -> int:
@@ -112,21 +103,6 @@ class LanguageMeans:
     def centre_query(self, q: np.ndarray, lang: str) -> np.ndarray:
         mu = self.means.get(lang)
         return q if mu is None else _unit(q - mu)  # a language absent from the collection: nothing to remove
-
-    def offset_scores(self, qc_scores: np.ndarray, qc: np.ndarray, labels: Sequence[str]) -> np.ndarray:
-        """Centred scores without the chunks' vectors, (n,): cos(qc, d − μ) = (qc·d − qc·μ) / ‖d − μ‖, from the
-        store's scores ``qc_scores`` = qc·d, with one offset qc·μ and one norm per language (the language's mean
-        ‖d − μ‖, whose spread within a language is small: measured in bench/retrieval_xling.py)."""
-        params: dict[str, tuple[float, float]] = {}
-        out = np.empty(len(labels), dtype=np.float32)
-        for i, (label, s) in enumerate(zip(labels, qc_scores)):
-            p = params.get(label)
-            if p is None:
-                lang = self._centre_of.get(label, self._commonest)  # a label newer than the means: the usual case
-                mu = self.means.get(lang) if lang else None
-                p = params[label] = (0.0, 1.0) if mu is None else (float(qc @ mu), self._norms[lang])
-            out[i] = (s - p[0]) / p[1]
-        return out
 
     def centred_scores(self, qc: np.ndarray, labels: Sequence[str], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores (n,), centred unit vectors (n, dim)) of chunks against a centred query."""
