@@ -75,18 +75,3 @@ def load_password_map(path: str | os.PathLike) -> dict[str, str]:
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise ConfigError(f"pdf_passwords_file {path}: must be a JSON object of glob -> password strings")
     return data
-
-
-
-
-def load_password_map(path: str | os.PathLike) -> dict[str, str]:
-    """A JSON object ``{"glob on path or file name": "password"}``."""
-    from lusifer_rag.errors import ConfigError
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"pdf_passwords_file {path}: cannot read it as JSON ({e})") from e
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise ConfigError(f"pdf_passwords_file {path}: must be a JSON object of glob -> password strings")
-    return data
