@@ -294,3 +294,27 @@ def test_optimize_after_bulk_writes_builds_the_index(tmp_path):
         assert s.optimize("c") is True and info().indexed_vectors_count == 130
         assert s.optimize("c") is False  # nothing left to do
         assert s.query("c", pts(1, start=205, seed=0)[0].vector, k=1)[0].id
+
+
+def test_the_search_beam_hnsw_ef_reaches_the_index(tmp_path):
+    """A wide beam (the default) finds what exact search finds; a beam of k on the same index misses some:
+    so the spec's hnsw_ef is what the engine searches with. Old specs (no hnsw_ef) load with the default."""
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((26_000, 128)).astype(np.float32)  # > the full-scan threshold: an HNSW index
+    queries = rng.standard_normal((30, 128)).astype(np.float32)
+    with pytest.raises(ConfigError, match="hnsw_ef must be a positive int; got 0"):
+        CollectionSpec(dim=128, hnsw_ef=0)
+    assert CollectionSpec.from_dict({"dim": 128}).hnsw_ef == CollectionSpec(dim=128).hnsw_ef == 512
+    store = open_store(str(tmp_path / "s"))
+    recall = {}
+    for ef in (10, 512):
+        name = f"ef{ef}"
+        store.create_collection(name, CollectionSpec(dim=128, sparse_name=None, hnsw_ef=ef))
+        for i in range(0, len(vecs), 2000):
+            store.upsert(name, [Point(str(uuid.UUID(int=j + 1)), vecs[j], {}) for j in range(i, min(i + 2000, len(vecs)))])
+        store.optimize(name)
+        hits = [{h.id for h in store.query(name, dense=q, k=10, payload=False)} for q in queries]
+        exact = [{h.id for h in store.query(name, dense=q, k=10, payload=False, exact=True)} for q in queries]
+        recall[ef] = np.mean([len(a & b) / 10 for a, b in zip(hits, exact)])
+    store.close()
+    assert recall[512] >= 0.95 and recall[10] <= recall[512] - 0.1, recall
