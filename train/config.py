@@ -110,21 +110,16 @@ class TrainConfig:
         def bad(key: str, value: Any, allowed: Any) -> ConfigError:
             return ConfigError(f"train config {key}={value!r} is not valid; allowed: {allowed}")
 
-        if self.stage not in STAGES:
-            raise bad("stage", self.stage, list(STAGES))
-        if self.precision not in PRECISIONS:
-            raise bad("precision", self.precision, list(PRECISIONS))
-        if self.strategy not in STRATEGIES:
-            raise bad("strategy", self.strategy, list(STRATEGIES))
         from lusifer_rag.embedder.lusifer.config import CONNECTION_TYPES, SUPPORTED_LLM, SUPPORTED_UL
 
         m = self.model
-        if m.universal_learner_backbone not in SUPPORTED_UL:
-            raise bad("model.universal_learner_backbone", m.universal_learner_backbone, list(SUPPORTED_UL))
-        if m.target_backbone not in SUPPORTED_LLM:
-            raise bad("model.target_backbone", m.target_backbone, list(SUPPORTED_LLM))
-        if m.connection_type not in CONNECTION_TYPES:
-            raise bad("model.connection_type", m.connection_type, list(CONNECTION_TYPES))
+        for key, value, allowed in (("stage", self.stage, STAGES), ("precision", self.precision, PRECISIONS),
+                                    ("strategy", self.strategy, STRATEGIES),
+                                    ("model.universal_learner_backbone", m.universal_learner_backbone, SUPPORTED_UL),
+                                    ("model.target_backbone", m.target_backbone, SUPPORTED_LLM),
+                                    ("model.connection_type", m.connection_type, CONNECTION_TYPES)):
+            if value not in allowed:
+                raise bad(key, value, list(allowed))
         for key, value, low in (("global_batch_size", self.global_batch_size, 1), ("micro_batch_size", self.micro_batch_size, 1),
                                 ("gc_chunk_size", self.gc_chunk_size, 1), ("model.lora_r", m.lora_r, 1),
                                 ("model.max_length", m.max_length, 8), ("save_every", self.save_every, 1),
