@@ -20,10 +20,10 @@ from lusifer_rag.settings import Settings
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "sample_corpus" / "documents"
 DEFAULT_MAX_UPLOAD_MB = 50
-# highlighting embeds sentences: bounded per search so it stays a fraction of the search's cost
-MAX_HIGHLIGHT_SENTENCES = 48  # per passage
+# highlights: the hits' sentence vectors are stored at ingest; chunks without them are embedded per search,
+# so that work is bounded (ingest/sentence_vectors.py caps the sentences per chunk)
 MAX_HIGHLIGHT_HITS = 5  # hits below it show their text without a highlight
-SENTENCE_CACHE_SIZE = 4096  # passages whose sentence vectors are kept
+SENTENCE_CACHE_SIZE = 4096  # passages (ingested without sentence vectors) whose sentence vectors are kept
 
 
 @dataclass
@@ -98,6 +98,7 @@ class RagService:
         recorded = self._meta().get("embedder")
         self.embedder = embedder or get_embedder(settings, embedder_spec or recorded or settings.embedder)
         self._reindex: dict | None = None  # the background re-index of this process: {"thread", "error", "report"}
+        self._search_checked = -1.0  # monotonic time of the last check a search made (see search_check)
 
     # ---- checks ----------------------------------------------------------------------------------
     def _meta(self) -> dict:
@@ -139,6 +140,23 @@ class RagService:
             # new searches take the new members; requests in flight finish with the old ones
             self.embedder, self._retriever, self._answerer, self._ingestor = emb, None, None, None
             self._sentence_cache = {}
+            self._search_checked = -1.0
+
+    def search_check(self) -> bool:
+        """``check()`` for the search path, at most once a second (as the retriever's own check): listing the
+        store and reading the collection's spec per search cost a third of a warm search's CPU under load
+        (bench/ui_load.py). True if the collection exists. A switch made by another process is followed within
+        a second; one made by this process (``reindex``, ``ingest``) resets the clock."""
+        import time
+
+        now = time.monotonic()
+        if now - self._search_checked < 1.0:
+            return True
+        self.check()
+        if not self.exists():
+            return False
+        self._search_checked = now
+        return True
 
     def problem(self) -> str | None:
         """The reason the collection cannot be used with this app's embedder, or None."""
@@ -165,26 +183,32 @@ class RagService:
 
         if not isinstance(query, str) or not query.strip():
             raise RagError("type something to search for (the query is empty)")
-        self.check()
-        if not self.exists():
+        if not self.search_check():
             return []
         chunks = self.retriever().search(query.strip(), k=int(k), mode=mode or None,
                                          filters=SearchFilters(languages=list(languages or []) or None,
                                                                sources=list(sources or []) or None))
-        spans = self.highlight(query, [c.text for c in chunks]) if highlight else [None] * len(chunks)
+        spans = self.highlight(query, chunks) if highlight else [None] * len(chunks)
         return [SearchHit(i + 1, c, s) for i, (c, s) in enumerate(zip(chunks, spans))]
 
-    def highlight(self, query: str, texts: list[str]) -> list[tuple[int, int] | None]:
-        """For each text, the (start, end) of its sentence closest to the query (embedding similarity, so it
-        works across languages). Sentence vectors are cached per text (a collection's passages come back
-        search after search); the uncached ones are embedded in one call."""
+    def highlight(self, query: str, hits: Sequence) -> list[tuple[int, int] | None]:
+        """For each hit (a RetrievedChunk or a plain text), the (start, end) of its sentence closest to the query
+        (embedding similarity, so it works across languages). Sentence vectors come from the chunk's payload
+        (stored at ingest: no model call, ingest/sentence_vectors.py); chunks ingested without them have their
+        sentences embedded here, in one call, and cached per text (passages come back search after search)."""
         from lusifer_rag.ingest.chunking import sentence_spans
+        from lusifer_rag.ingest.sentence_vectors import MAX_SENTENCES, decode
 
+        texts = [h if isinstance(h, str) else h.text for h in hits]
         out: list[tuple[int, int] | None] = [None] * len(texts)
-        todo: dict[str, list[tuple[int, int]]] = {}  # text -> its sentence spans, for texts not cached
-        for i, t in enumerate(texts[:MAX_HIGHLIGHT_HITS]):
-            if t not in self._sentence_cache and t not in todo:
-                todo[t] = sentence_spans(t)[:MAX_HIGHLIGHT_SENTENCES]
+        found: dict[int, tuple[list[tuple[int, int]], np.ndarray | None]] = {}
+        todo: dict[str, list[tuple[int, int]]] = {}  # text -> its sentence spans, for texts neither stored nor cached
+        for i, (h, t) in enumerate(zip(hits[:MAX_HIGHLIGHT_HITS], texts)):
+            stored = None if isinstance(h, str) else decode(h.sentence_vectors, self.embedder)
+            if stored is not None:
+                found[i] = stored
+            elif t not in self._sentence_cache and t not in todo:
+                todo[t] = sentence_spans(t)[:MAX_SENTENCES]
         if todo:
             pieces = [(t, span) for t, spans in todo.items() if len(spans) > 1 for span in spans]
             vecs = self.embedder.embed_documents([t[a:b] for t, (a, b) in pieces]) if pieces else None  # (n, dim)
@@ -196,7 +220,7 @@ class RagService:
                     self._sentence_cache.pop(next(iter(self._sentence_cache)))
         q = None
         for i, t in enumerate(texts[:MAX_HIGHLIGHT_HITS]):
-            spans, vecs = self._sentence_cache.get(t, ([], None))
+            spans, vecs = found.get(i) or self._sentence_cache.get(t, ([], None))
             if len(spans) == 1:
                 out[i] = spans[0]
             elif vecs is not None:
@@ -256,7 +280,8 @@ class RagService:
                 self._ingestor = Ingestor(self.store, self.collection, self.embedder,
                                           workers=self.options.ingest_workers,
                                           max_bytes=self.options.max_upload_bytes, progress_mode="off",
-                                          load_options=LoadOptions.from_settings(self.settings))
+                                          load_options=LoadOptions.from_settings(self.settings),
+                                          sentence_vectors=self.settings.sentence_vectors)
             return self._ingestor
 
     def ingest(self, files: Sequence[tuple[str, str | os.PathLike]],
@@ -273,6 +298,7 @@ class RagService:
                 return ing.ingest_files([(str(s), Path(p)) for s, p in files])
             finally:
                 ing.on_progress = None
+                self._search_checked = -1.0
 
     def ingest_sample(self, on_progress=None):
         """Ingest the bundled multilingual sample corpus (idempotent: unchanged files are skipped)."""
@@ -299,7 +325,10 @@ class RagService:
             raise RagError(f"no document {source!r} in collection {self.collection!r}; "
                            f"there are {len(known)} documents")
         with self._ingest_lock:
-            return self.ingestor().delete_document(source=source)
+            try:
+                return self.ingestor().delete_document(source=source)
+            finally:
+                self._search_checked = -1.0
 
     def stats(self) -> dict:
         from lusifer_rag.ingest.cli import collection_stats
@@ -337,6 +366,8 @@ class RagService:
                                               switch_lock=self._ingest_lock).run(drop_old=drop_old)
                 except Exception as e:  # shown in the status; the old collection keeps serving
                     job["error"] = f"re-index to {job['spec']} failed: {type(e).__name__}: {e}"
+                finally:
+                    self._search_checked = -1.0  # the next search follows the switch at once
 
             job["thread"] = threading.Thread(target=run, name="reindex", daemon=True)
             self._reindex = job

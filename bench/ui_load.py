@@ -1,14 +1,18 @@
-"""50 concurrent searches through gradio_client against the web app: errors, p50/p95 latency, throughput.
+"""50 concurrent searches through the web app's HTTP API: errors, p50/p95 latency, throughput.
 
     .venv/bin/python bench/ui_load.py                      # starts its own apps (e5-small, sample corpus, tmp store)
     .venv/bin/python bench/ui_load.py --url http://127.0.0.1:7860/ [--auth user:password]
 
-Without ``--url`` the same load runs against three apps on the same store, one after the other, for a before/after
-in one run: the previous defaults (every request embeds its query and highlight sentences alone, 4 searches at
-a time), one-at-a-time embedding with the new concurrency (32), and the new defaults (dynamic batching: concurrent
-requests share forward passes, embedder/queue.py); each app gets two bursts of different queries, the second
-with the passages of the first already in the app's highlight-sentence cache. Latency is what a client sees: submit → result, queue wait
-included. Exit code 1 if any search failed.
+Without ``--url`` the same load runs against four apps on one store, one after the other, for a before/after in
+one run: the previous defaults (every request embeds its query and its hits' sentences alone, 4 searches at a
+time), dynamic batching (concurrent requests share forward passes, embedder/queue.py) still embedding the hits'
+sentences per search, then sentence vectors stored at ingest (ingest/sentence_vectors.py: a highlight is dot
+products) with one-at-a-time embedding and with batching (the new defaults). Apps that embed sentences per search
+use a collection ingested without sentence vectors. Each app gets two bursts of different queries, the second with
+the passages of the first already in the app's highlight-sentence cache. Latency is what a client sees (submit →
+result, queue wait included). The client runs in a process of its own, as real clients never share the server's interpreter lock:
+``--client http`` (default) calls Gradio's HTTP API from one asyncio loop; ``--client gradio_client`` runs one
+gradio_client thread per search, which takes more CPU than the server does. Exit code 1 if any search failed.
 """
 
 from __future__ import annotations
@@ -47,16 +51,18 @@ def queries(n: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def own_app(tmp: str, concurrency: int, batching: bool):
-    """An app on a free port: e5-small, the sample corpus in an embedded store under ``tmp``."""
+def own_app(tmp: str, concurrency: int, batching: bool, sentence_vectors: bool = True):
+    """An app on a free port: e5-small, the sample corpus in an embedded store under ``tmp`` (collection ``bench``
+    with sentence vectors stored at ingest, ``bench-nosv`` without)."""
     from lusifer_rag.app.service import AppOptions, RagService
     from lusifer_rag.app.ui import build_app, launch
     from lusifer_rag.runtime import open_store_from
     from lusifer_rag.settings import Settings
     import socket
 
-    settings = Settings.from_env(env={}, store=f"{tmp}/store", data_dir=Path(tmp), collection="bench",
-                                 embed_queue=batching)
+    settings = Settings.from_env(env={}, store=f"{tmp}/store", data_dir=Path(tmp),
+                                 collection="bench" if sentence_vectors else "bench-nosv", embed_queue=batching,
+                                 sentence_vectors=sentence_vectors)
     with open_store_from(settings) as store:
         t0 = time.time()
         service = RagService(settings, store, options=AppOptions(search_concurrency=concurrency))
@@ -73,28 +79,81 @@ def own_app(tmp: str, concurrency: int, batching: bool):
             demo.close()
 
 
-def run(url: str, n: int, k: int, auth: tuple[str, str] | None, highlight: bool = True, offset: int = 0) -> dict:
-    """n searches at once; ``offset`` picks other queries (a second burst after the first: the app's sentence cache
-    then holds the passages the first burst highlighted, as in steady use)."""
+def http_burst(url: str, qs: list[str], k: int, highlight: bool, auth: tuple[str, str] | None) -> tuple[list, float]:
+    """The searches at once through Gradio's HTTP API (POST ``/gradio_api/call/search`` → event id, then its
+    server-sent events), from one asyncio loop: ([(latency s, error or None)], wall s). A light client, so the
+    2 cores measure the server rather than 50 client threads."""
+    import asyncio
+    import json
+
+    import httpx
+
+    async def one(client: httpx.AsyncClient, q: str) -> tuple[float, str | None]:
+        t = time.perf_counter()
+        try:
+            r = await client.post(f"{url}gradio_api/call/search", json={"data": [q, [], [], k, highlight]})
+            r.raise_for_status()
+            event = r.json()["event_id"]
+            kind, data = None, None
+            async with client.stream("GET", f"{url}gradio_api/call/search/{event}") as resp:
+                async for line in resp.aiter_lines():
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:") and kind in ("complete", "error"):
+                        data = line[5:].strip()
+                        break
+            hits = json.loads(data)[0] if kind == "complete" and data else None
+            err = None if isinstance(hits, list) and hits else f"{kind}: {data!r:.120}"
+        except Exception as e:  # counted and shown, the run goes on
+            err = f"{type(e).__name__}: {e}"
+        return time.perf_counter() - t, err
+
+    async def burst() -> tuple[list, float]:
+        limits = httpx.Limits(max_connections=len(qs) + 1)
+        async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+            if auth:
+                (await client.post(f"{url}login", data={"username": auth[0], "password": auth[1]})).raise_for_status()
+            await one(client, "warm-up")  # the first search estimates language means
+            t0 = time.perf_counter()
+            results = await asyncio.gather(*(one(client, q) for q in qs))
+            return list(results), time.perf_counter() - t0
+
+    return asyncio.run(burst())
+
+
+def gradio_client_burst(url: str, qs: list[str], k: int, highlight: bool, auth: tuple[str, str] | None) -> tuple[list, float]:
+    """The same through gradio_client, one thread per search (heavier: its client threads take more CPU than
+    the server on 2 cores)."""
     from gradio_client import Client
 
     client = Client(url, auth=auth, verbose=False)
-    client.predict("warm-up", [], [], k, api_name="/search")  # the first search estimates language means
-    qs = queries(offset + n)[offset:]
+    client.predict("warm-up", [], [], k, api_name="/search")
 
-    def one(i: int) -> tuple[float, str | None]:
+    def one(q: str) -> tuple[float, str | None]:
         t = time.perf_counter()
         try:
-            hits = client.submit(qs[i % len(qs)], [], [], k, highlight, api_name="/search").result(timeout=600)
+            hits = client.submit(q, [], [], k, highlight, api_name="/search").result(timeout=600)
             err = None if isinstance(hits, list) and hits else f"unexpected result {hits!r:.80}"
         except Exception as e:  # counted and shown, the run goes on
             err = f"{type(e).__name__}: {e}"
         return time.perf_counter() - t, err
 
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(n) as pool:
-        results = list(pool.map(one, range(n)))
-    wall = time.perf_counter() - t0
+    with ThreadPoolExecutor(len(qs)) as pool:
+        results = list(pool.map(one, qs))
+    return results, time.perf_counter() - t0
+
+
+CLIENTS = {"http": http_burst, "gradio_client": gradio_client_burst}
+
+
+def run(url: str, n: int, k: int, auth: tuple[str, str] | None, highlight: bool = True, offset: int = 0,
+        client: str = "http") -> dict:
+    """n searches at once; ``offset`` picks other queries (a second burst after the first: the app's sentence cache
+    then holds the passages the first burst highlighted, as in steady use)."""
+    qs = queries(offset + n)[offset:]
+    qs = [qs[i % len(qs)] for i in range(n)]
+    results, wall = CLIENTS[client](url, qs, k, highlight, auth)
     lat = sorted(r[0] for r in results)
     errors = [r[1] for r in results if r[1]]
     p50 = statistics.median(lat)
@@ -107,6 +166,15 @@ def run(url: str, n: int, k: int, auth: tuple[str, str] | None, highlight: bool 
     return {"errors": len(errors), "p50 s": p50, "p95 s": p95, "max s": lat[-1], "searches/s": n / wall}
 
 
+def run_client(url: str, n: int, k: int, auth: tuple[str, str] | None, highlight: bool = True, offset: int = 0,
+               client: str = "http") -> dict:
+    """``run`` in a client process of its own (spawned: no state shared with the server)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(run, (url, n, k, auth, highlight, offset, client))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--url", help="a running app (default: start one)")
@@ -115,26 +183,31 @@ def main() -> int:
     p.add_argument("-k", type=int, default=5, help="results per search")
     p.add_argument("--no-highlight", action="store_true", help="skip the best-sentence highlight")
     p.add_argument("--concurrency", type=int, default=32, help="search concurrency of the new-default apps")
+    p.add_argument("--client", choices=sorted(CLIENTS), default="http",
+                   help="http: Gradio's HTTP API from one asyncio loop (default); gradio_client: a thread per search")
     args = p.parse_args()
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     if args.url:
-        row = run(args.url, args.n, args.k, auth, not args.no_highlight)  # type: ignore[arg-type]
+        row = run_client(args.url, args.n, args.k, auth, not args.no_highlight, client=args.client)  # type: ignore[arg-type]
         table([{"app": args.url, **row}])
         return 1 if row["errors"] else 0
     from _common import header
 
-    header(f"ui_load: {args.n} concurrent searches, k={args.k}, highlight={not args.no_highlight}, e5-small")
+    header(f"ui_load: {args.n} concurrent searches, k={args.k}, highlight={not args.no_highlight}, e5-small, "
+           f"client {args.client}")
     rows = []
-    configs = [("previous defaults: one at a time, 4 concurrent", 4, False),
-               ("one at a time, 32 concurrent", args.concurrency, False),
-               ("batched (default), 32 concurrent", args.concurrency, True)]
+    configs = [("previous defaults: one at a time, 4 concurrent", "per search", 4, False),
+               ("batched, 32 concurrent", "per search", args.concurrency, True),
+               ("one at a time, 32 concurrent", "stored", args.concurrency, False),
+               ("batched, 32 concurrent (default)", "stored", args.concurrency, True)]
     with tempfile.TemporaryDirectory() as tmp:
-        for label, concurrency, batching in configs:
-            with own_app(tmp, concurrency, batching) as (url, service):
-                row = run(url, args.n, args.k, None, not args.no_highlight)
-                rows.append({"embedding": label, "burst": "first", **row})
-                row = run(url, args.n, args.k, None, not args.no_highlight, offset=args.n)
-                rows.append({"embedding": label, "burst": "second", **row})
+        for label, sentences, concurrency, batching in configs:
+            with own_app(tmp, concurrency, batching, sentences == "stored") as (url, service):
+                row = run_client(url, args.n, args.k, None, not args.no_highlight, client=args.client)
+                rows.append({"embedding": label, "sentence vectors": sentences, "burst": "first", **row})
+                row = run_client(url, args.n, args.k, None, not args.no_highlight, offset=args.n,
+                                 client=args.client)
+                rows.append({"embedding": label, "sentence vectors": sentences, "burst": "second", **row})
                 if batching:
                     from lusifer_rag.embedder.queue import queue_for
 

@@ -53,7 +53,8 @@ def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
             params = {k: v for k, v in (("max_tokens", args.max_tokens), ("overlap_tokens", args.overlap)) if v}
             chunking = ChunkingParams(**{"max_tokens": min(emb.max_tokens, 512), **params})
             ing = Ingestor(store, settings.collection, emb, chunking, workers=args.workers,
-                           embed_batch_chunks=settings.ingest_batch_chunks, load_options=load_options(args, settings))
+                           embed_batch_chunks=settings.ingest_batch_chunks, load_options=load_options(args, settings),
+                           sentence_vectors=settings.sentence_vectors)
             report = ing.ingest(args.paths, prune=args.prune)
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:

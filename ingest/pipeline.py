@@ -168,8 +168,11 @@ class Ingestor:
     def __init__(self, store: VectorStore, collection: str, embedder, chunking: ChunkingParams | None = None,
                  *, workers: int | None = None, embed_batch_chunks: int = 256, max_bytes: int | None = None,
                  on_progress: Callable[[int, int, FileResult], None] | None = None, progress_mode: str | None = None,
-                 load_options: LoadOptions | None = None):
+                 load_options: LoadOptions | None = None, sentence_vectors: bool = True):
+        """``sentence_vectors``: store each chunk's sentence vectors for search highlights
+        (ingest/sentence_vectors.py; about doubles the embedding work)."""
         self.store, self.collection, self.embedder = store, collection, embedder
+        self.sentence_vectors = sentence_vectors
         self.load_options = load_options or LoadOptions()
         self.chunking = chunking or ChunkingParams(max_tokens=min(embedder.max_tokens, 512))
         self.workers = workers if workers is not None else default_workers(embedder)
@@ -393,7 +396,7 @@ class Ingestor:
         if not self._buffer:
             return
         ids, payloads = zip(*self._buffer)
-        points = embed_points(self.embedder, self.sparse, ids, payloads)
+        points = embed_points(self.embedder, self.sparse, ids, payloads, self.sentence_vectors)
         report.embedded_chunks += len(points)
         report.embedded_tokens += self._buffer_tokens
         writer.put(points, list(self._docs))
@@ -612,10 +615,24 @@ def embed_texts(embedder, sparse, texts: list[str]) -> tuple:
     return embedder.embed_documents(texts, direct=True), sparse.encode_documents(texts)
 
 
-def embed_points(embedder, sparse, ids, payloads) -> list[Point]:
-    """Dense + BM25 sparse vectors of the payloads' ``page_content``, as store points."""
-    dense, sparse_vecs = embed_texts(embedder, sparse, [p["page_content"] for p in payloads])
+def embed_points(embedder, sparse, ids, payloads, sentences: bool = False) -> list[Point]:
+    """Dense + BM25 sparse vectors of the payloads' ``page_content``, as store points; ``sentences``: each payload
+    gets its chunk's sentence vectors too (ingest/sentence_vectors.py), other payloads lose a stale entry."""
+    texts = [p["page_content"] for p in payloads]
+    dense, sparse_vecs = embed_texts(embedder, sparse, texts)
+    payloads = with_sentence_vectors(embedder, texts, payloads, sentences)
     return [Point(id=i, vector=v, sparse=s, payload=p) for i, v, s, p in zip(ids, dense, sparse_vecs, payloads)]
+
+
+def with_sentence_vectors(embedder, texts: list[str], payloads, sentences: bool) -> list[dict]:
+    """Copies of ``payloads`` with this embedder's sentence vectors of ``texts`` (``sentences``) or without any."""
+    from .sentence_vectors import PAYLOAD_KEY, sentence_vectors
+
+    out = [{k: v for k, v in p.items() if k != PAYLOAD_KEY} for p in payloads]
+    if sentences:
+        for p, entry in zip(out, sentence_vectors(embedder, texts)):
+            p[PAYLOAD_KEY] = entry
+    return out
 
 
 def _empty(source: str) -> IngestError:

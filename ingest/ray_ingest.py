@@ -37,7 +37,8 @@ from lusifer_rag.embedder.base import weightless
 from .chunking import ChunkingParams
 from .options import LoadOptions
 from .pipeline import (FilePlan, FileResult, Ingestor, IngestReport, Progress, _load, chunk_document, chunker_for,
-                       embed_texts, expand_paths, sparse_encoder_for)
+                       embed_texts, expand_paths, sparse_encoder_for,
+                       with_sentence_vectors)
 from .scale import ScaleSettings, can_defer, finish_bulk_load
 
 if TYPE_CHECKING:
@@ -69,9 +70,11 @@ def ingest_with_ray(
     prune: bool = False,
     runtime_env: dict[str, Any] | None = None,
     progress_mode: str | None = None,
+    sentence_vectors: bool = True,
 ) -> IngestReport:
     """Ingest ``paths`` into ``collection`` at ``store_location`` on Ray; returns the same report as ``Ingestor.ingest``.
 
+    ``sentence_vectors``: store each chunk's sentence vectors for search highlights (as ``Ingestor``).
     ``embedder_spec``: loaded once per embedding actor, and once on a worker to read its tokenizer/fingerprint for
     the driver; or an embedder already loaded in this process (the driver then uses it without weights, and the
     actors load its ``spec``).
@@ -128,7 +131,7 @@ def ingest_with_ray(
             if todo:
                 ds = _chunk_and_embed(todo, view, embedder_spec, device, options, chunking, parsers, workers,
                                       gpu_per_actor, embed_cpus, embed_batch_chunks, max_bytes,
-                                      planner.load_options)
+                                      planner.load_options, sentence_vectors)
                 writer = _WRITERS.get(parse_location(store_location)[0], _driver_writer)
                 ctx = _WriteContext(store, collection, store_location, api_key, scale.writer_count(
                     store.open_collection(collection)), write_batch, retries)
@@ -162,7 +165,7 @@ def ingest_from_args(args, settings) -> IngestReport:
         scale=scale, workers=args.workers, address=None if args.ray == "local" else args.ray,
         api_key=settings.qdrant_api_key, embedder_options={k: v for k, v in options.items() if v is not None},
         embed_batch_chunks=settings.ingest_batch_chunks, prune=args.prune,
-        load_options=_load_options(args, settings),
+        load_options=_load_options(args, settings), sentence_vectors=settings.sentence_vectors,
     )
 
 
@@ -209,7 +212,7 @@ def _connect(address: str | None, runtime_env: dict[str, Any] | None) -> None:
 
 
 def _chunk_and_embed(todo, view, spec, device, options, chunking, parsers, workers, gpu_per_actor, embed_cpus,
-                     embed_batch_chunks, max_bytes, load_options):
+                     embed_batch_chunks, max_bytes, load_options, sentence_vectors):
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -224,7 +227,8 @@ def _chunk_and_embed(todo, view, spec, device, options, chunking, parsers, worke
     # GPU actors keep ``embed_cpus`` CPUs too: tokenization and batch assembly run on the host
     embed_resources = {"num_cpus": embed_cpus, **({"num_gpus": 1} if gpu_per_actor else {})}
     return ds.map_batches(
-        _Embed, fn_constructor_kwargs={"spec": spec, "device": device, "options": options, "chunking": chunking},
+        _Embed, fn_constructor_kwargs={"spec": spec, "device": device, "options": options, "chunking": chunking,
+                                       "sentence_vectors": sentence_vectors},
         batch_size=embed_batch_chunks, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=2), **embed_resources,
     )
@@ -293,9 +297,10 @@ class _Embed:
     """Embedding actor: the model is loaded once; each call embeds a batch of chunk texts (token-budget batching
     inside ``embed_documents``) and adds ``dense`` (n, dim) and BM25 ``sparse_indices``/``sparse_values`` bytes."""
 
-    def __init__(self, spec: str, device: str, options: dict, chunking: ChunkingParams):
+    def __init__(self, spec: str, device: str, options: dict, chunking: ChunkingParams, sentence_vectors: bool):
         from lusifer_rag.embedder import load_embedder
 
+        self.sentence_vectors = sentence_vectors
         self.embedder = load_embedder(spec, device=device, **options)
         self.sparse = sparse_encoder_for(self.embedder, chunking)
 
@@ -305,12 +310,18 @@ class _Embed:
         dense = np.zeros((n, self.embedder.dim), dtype=np.float32)  # (n, dim); failed-file rows stay zero
         sp_idx = np.full(n, b"", dtype=object)
         sp_val = np.full(n, b"", dtype=object)
+        out = {k: v for k, v in batch.items() if k != "text"}
         if ok.any():
-            vecs, sparse = embed_texts(self.embedder, self.sparse, batch["text"][ok].tolist())
+            texts = batch["text"][ok].tolist()
+            vecs, sparse = embed_texts(self.embedder, self.sparse, texts)
             dense[ok] = vecs
+            if self.sentence_vectors:
+                payloads = [json.loads(p) for p in batch["payload"][ok]]
+                payloads = with_sentence_vectors(self.embedder, texts, payloads, True)
+                out["payload"] = batch["payload"].copy()
+                out["payload"][ok] = [json.dumps(p, ensure_ascii=False) for p in payloads]
             sp_idx[ok] = [s.indices.astype(np.uint32).tobytes() for s in sparse]
             sp_val[ok] = [s.values.astype(np.float32).tobytes() for s in sparse]
-        out = {k: v for k, v in batch.items() if k != "text"}
         out.update(dense=dense, sparse_indices=sp_idx, sparse_values=sp_val)
         return out
 

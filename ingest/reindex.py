@@ -25,6 +25,8 @@ from typing import Callable
 from lusifer_rag.errors import StoreError
 from lusifer_rag.store import CollectionSpec, Filter, Point, SparseVector, generation_name, is_generation
 
+from .sentence_vectors import PAYLOAD_KEY
+
 RUNNING, SWITCHED = "running", "switched"
 
 
@@ -168,8 +170,13 @@ class Reindexer:
         report.truncated += sum(n > self.embedder.max_tokens for n in counts)
         dense = self.embedder.embed_documents(texts, direct=True)  # (n, dim): a bulk job, not the request queue
         sv = sparse.encode_documents(texts)
-        self.store.upsert(target, [Point(p.id, v, p.payload, SparseVector(s.indices, s.values))
-                                   for p, v, s in zip(points, dense, sv)])
+        # sentence vectors belong to an embedder: chunks that had them get the new embedder's
+        from .pipeline import with_sentence_vectors
+
+        had = any(PAYLOAD_KEY in p.payload for p in points)
+        payloads = with_sentence_vectors(self.embedder, texts, [p.payload for p in points], had)
+        self.store.upsert(target, [Point(p.id, v, pl, SparseVector(s.indices, s.values))
+                                   for p, v, pl, s in zip(points, dense, payloads, sv)])
         report.embedded += len(points)
 
     def _ids(self, name: str) -> set[str]:

@@ -46,6 +46,7 @@ class Settings:
     qdrant_api_key: str | None = setting(None, "API key for a Qdrant server.")
     collection: str = setting("documents", "Default collection name.")
     ingest_batch_chunks: int = setting(256, "Chunks embedded together during ingest (larger: faster, more memory).")
+    sentence_vectors: bool = setting(True, "Store every chunk's sentence vectors at ingest (int8, ~3 KB a chunk with e5-small) so search highlights need no model call; costs about as much embedding again as the chunks. Off: highlights embed the hits' sentences per search.")
     pdf_extractor: str = setting("pdfium", "PDF text backend: 'pdfium' (pypdfium2; see docs/pdf.md) or 'pypdf' (pypdf is also the fallback for files PDFium cannot open).")
     pdf_password: str | None = setting(None, "Password tried on every password-protected PDF (restriction-only PDFs need none).")
     pdf_passwords_file: str | None = setting(None, "A JSON file of {\"glob on path or file name\": \"password\"} for password-protected PDFs.")

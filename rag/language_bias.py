@@ -19,6 +19,7 @@ it altogether. Three guards (measured in bench/retrieval_xling.py):
 from __future__ import annotations
 
 import threading
+import time
 from typing import Sequence
 
 import numpy as np
@@ -32,6 +33,7 @@ MIN_SHARE = 0.02
 FEWEST = 3
 #: a language holding at least this share of the collection counts as "present" for debias=auto
 PRESENT_SHARE = 0.05
+COUNT_TTL_S = 1.0  # writes by other processes are noticed this late at most
 #: exact-match guard: queries with at least this many distinct terms, chunks holding this share of them
 EXACT_MIN_TERMS = 8
 EXACT_COVERAGE = 0.9
@@ -50,15 +52,27 @@ class LanguageMeans:
         self.store, self.collection, self.sample = store, collection, sample_per_language
         self._lock = threading.Lock()
         self._count = -1
+        self._version: int | None = None  # the store's write_version when the count was last read
+        self._checked = -1.0  # monotonic time of that read
         self.means: dict[str, np.ndarray] = {}
         self.shares: dict[str, float] = {}
         self._codes: list[str] = []
         self._unit_means = np.zeros((0, 0), dtype=np.float32)  # (languages, dim) for nearest-language lookups
 
     def refresh(self) -> None:
-        """Re-estimate when the collection's point count changed."""
+        """Re-estimate when the collection's point count changed. The count is read after every write through
+        this store handle, else at most once a second (COUNT_TTL_S): one count per search held the store's lock
+        and the interpreter's under concurrent searches (bench/ui_load.py)."""
+        version = getattr(self.store, "write_version", None)
+        now = time.monotonic()
+        if version is not None and version == self._version and now - self._checked < COUNT_TTL_S:
+            return
+        count = self.store.count(self.collection, exact=False)  # segment sizes: cheap at any size
+        if count == self._count:
+            self._version, self._checked = version, now
+            return  # the usual case, without the lock
         with self._lock:
-            count = self.store.count(self.collection, exact=False)  # segment sizes: cheap at any size
+            count = self.store.count(self.collection, exact=False)
             if count == self._count:
                 return
             counts = self.store.facet(self.collection, "metadata.language")
@@ -82,6 +96,7 @@ class LanguageMeans:
             self._codes = list(means)
             self._unit_means = _unit(np.stack(list(means.values()))) if means else np.zeros((0, 0), np.float32)
             self._count = count
+            self._version, self._checked = version, now
 
     def languages(self) -> int:
         """Languages holding at least PRESENT_SHARE of the collection."""

@@ -22,6 +22,8 @@ class RetrievedChunk:
     char_start: int | None = None
     char_end: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: the chunk's stored sentence vectors (ingest/sentence_vectors.py), for highlights; None if not stored
+    sentence_vectors: dict | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_payload(cls, id: str, score: float, payload: dict) -> "RetrievedChunk":
@@ -29,7 +31,7 @@ class RetrievedChunk:
         return cls(id=str(id), text=payload.get("page_content", ""), score=float(score), source=md.get("source", ""),
                    page=md.get("page"), page_end=md.get("page_end"), language=md.get("language", "und"),
                    doc_id=md.get("doc_id", ""), title=md.get("title", ""), char_start=md.get("char_start"),
-                   char_end=md.get("char_end"), metadata=md)
+                   char_end=md.get("char_end"), metadata=md, sentence_vectors=payload.get("sentence_vectors"))
 
 
 @dataclass

@@ -132,6 +132,10 @@ def test_the_app_follows_a_switch_and_shows_the_reindex(tmp_path, e5, tiny_hf_em
         assert report.switched
         hits = svc.search("right to work", k=3, highlight=True)  # the next search loads the new embedder
         assert svc.embedder.fingerprint == tiny_hf_embedder.fingerprint and hits and first
+        # the sentence vectors stored for highlights were re-embedded too: they are the new embedder's
+        entries = [p.payload.get("sentence_vectors") for p in st.iter_points(st.resolve("docs"))]
+        assert entries and all(entries) and {e.get("embedder") for e in entries if "int8" in e} == {tiny_hf_embedder.fingerprint}
+        assert all(h.highlight for h in hits)
         stats = svc.stats()
         assert stats["fingerprint"] == tiny_hf_embedder.fingerprint and stats["physical"].startswith("docs--")
         assert stats["previous"] == "docs" and "served by" in stats["last_reindex"]

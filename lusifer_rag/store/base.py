@@ -215,6 +215,10 @@ class VectorStore(abc.ABC):
         self._specs: dict[str, CollectionSpec] = {}
         self._specs_lock = threading.Lock()
         self._closed = False
+        #: bumped by every write through this handle (points, collections, aliases): readers that cache what they
+        #: derived from the data (the retriever's language means) re-check at once after one, and otherwise at
+        #: their own pace for writes by other processes
+        self.write_version = 0
 
     # ---- public API -------------------------------------------------------------------------------------
     def create_collection(self, name: str, spec: CollectionSpec, *, exist_ok: bool = False) -> CollectionSpec:
@@ -266,6 +270,7 @@ class VectorStore(abc.ABC):
         did not exist."""
         self._check_open()
         validate_name(name)
+        self.write_version += 1
         with self._specs_lock:
             self._specs.pop(self._cache_key(name), None)
         aliases = self.aliases()
@@ -296,6 +301,7 @@ class VectorStore(abc.ABC):
             raise StoreError(f"cannot point {alias!r} at {target!r}: no such collection in {self.location}")
         before = self.aliases().get(alias) or (alias if alias in self.list_physical() else None)
         self._guard("switch alias", alias, self._switch_alias, alias, target)
+        self.write_version += 1
         with self._specs_lock:
             self._specs.pop(alias, None)
         return before
@@ -310,6 +316,7 @@ class VectorStore(abc.ABC):
             raise StoreError(f"collection {name!r} is still served through alias {users[0]!r}; switch the alias first")
         with self._specs_lock:
             self._specs.pop(name, None)
+        self.write_version += 1
         return bool(self._guard("drop collection", name, self._drop_physical, name))
 
     def update_meta(self, name: str, meta: Mapping[str, Any]) -> CollectionSpec:
@@ -330,6 +337,7 @@ class VectorStore(abc.ABC):
             if spec.sparse_name is None and any(p.sparse is not None for p in batch):
                 raise StoreError(f"collection {name!r} has no sparse vector; points must not carry one")
             self._guard("upsert", name, self._upsert_batch, name, spec, ids, dense, batch)
+            self.write_version += 1
         self._after_write(name, len(points))
         return len(points)
 
@@ -339,6 +347,7 @@ class VectorStore(abc.ABC):
         if filter is None or filter.is_empty():
             raise StoreError(f"delete on {name!r} needs a non-empty filter; to remove everything use drop_collection")
         self._guard("delete", name, self._delete, name, filter)
+        self.write_version += 1
         self._after_write(name, 0)
 
     def query(

@@ -247,7 +247,13 @@ class EdgeStore(VectorStore):
             _write_json(self._dir.collections / self._dir.resolve(name) / SPEC_FILE, spec.to_dict())
 
     def _list(self) -> list[str]:
-        return [p.parent.name for p in self._dir.collections.glob(f"*/{SPEC_FILE}") if not p.parent.name.startswith(".")]
+        # scandir + one stat per entry: pathlib's glob cost a fifth of a warm search's CPU under load
+        try:
+            entries = list(os.scandir(self._dir.collections))
+        except FileNotFoundError:
+            return []
+        return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()
+                and os.path.isfile(os.path.join(e.path, SPEC_FILE))]
 
     def _cache_key(self, name: str) -> str:
         return self._dir.resolve(name)

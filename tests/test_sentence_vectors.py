@@ -1,0 +1,92 @@
+"""Sentence vectors stored at ingest (ingest/sentence_vectors.py): int8 storage ranks sentences as float32 does,
+entries of another embedder or damaged ones are refused, ingest stores them (or not, by setting), and the app's
+highlights from them equal the highlights of embedding the sentences per search, with no model call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app_fixtures import app_settings
+from lusifer_rag.ingest.chunking import sentence_spans
+from lusifer_rag.ingest.sentence_vectors import MAX_SENTENCES, PAYLOAD_KEY, decode, encode, sentence_vectors
+
+
+def test_int8_rows_rank_sentences_as_float32(e5, udhr):
+    texts = [" ".join(udhr(lang)[a:a + 3]) for lang in ("en", "ja", "ar") for a in (0, 9, 20)]
+    entries = sentence_vectors(e5, texts)
+    queries = e5.embed_queries([udhr("fr")[a] for a in range(0, 30, 2)])  # (15, dim), another language
+    compared = 0
+    for text, entry in zip(texts, entries):
+        spans, vecs = decode(entry, e5)
+        assert spans == sentence_spans(text)[:MAX_SENTENCES] and len(spans) > 1
+        exact = e5.embed_documents([text[a:b] for a, b in spans])  # (n, dim) float32
+        assert np.abs(vecs - exact).max() < 0.01  # int8 with a per-row scale: ~1/254 of the row's largest entry
+        for q in queries:
+            s_exact, s_int8 = exact @ q, vecs @ q  # (n,)
+            top2 = np.sort(s_exact)[-2:]
+            if top2[1] - top2[0] > 1e-3:  # not a near-tie
+                assert np.argmax(s_int8) == np.argmax(s_exact)
+                compared += 1
+    assert compared >= 100
+
+
+def test_entries_of_another_embedder_or_damaged_ones_are_refused(e5, tiny_hf_embedder):
+    text = "Everyone has the right to rest. Everyone has the right to work."
+    (entry,) = sentence_vectors(e5, [text])
+    assert entry["embedder"] == e5.fingerprint and entry["dim"] == e5.dim
+    assert decode(entry, tiny_hf_embedder) is None  # vectors of another model are not comparable with its queries
+    assert decode({**entry, "int8": entry["int8"][:-8]}, e5) is None  # truncated bytes
+    assert decode({**entry, "scale": "%%%"}, e5) is None
+    assert decode(None, e5) is None and decode({"spans": "x"}, e5) is None
+    # a one-sentence text: its span is the highlight, no vectors are stored
+    (single,) = sentence_vectors(e5, ["One sentence only"])
+    assert single == {"spans": [[0, 17]]} and decode(single, e5) == ([(0, 17)], None)
+    # encode of a zero row stays finite
+    assert np.isfinite(decode({"spans": [[0, 1], [1, 2]], **encode(np.zeros((2, e5.dim))), "embedder": e5.fingerprint},
+                              e5)[1]).all()
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory, e5):
+    """The sample corpus in two collections of one store: with sentence vectors (the default) and without."""
+    from lusifer_rag.app.service import AppOptions, RagService
+    from lusifer_rag.runtime import open_store_from
+
+    tmp = tmp_path_factory.mktemp("sv")
+    with_sv = app_settings(tmp, collection="with")
+    without = app_settings(tmp, collection="without", sentence_vectors=False)
+    with open_store_from(with_sv) as store:
+        out = {}
+        for name, settings in (("with", with_sv), ("without", without)):
+            svc = RagService(settings, store, embedder=e5, options=AppOptions(ingest_workers=0))
+            assert not svc.ingest_sample().by_status("failed")
+            out[name] = svc
+        yield out
+
+
+def test_ingest_stores_them_by_setting(services):
+    store = services["with"].store
+    stored = [p.payload.get(PAYLOAD_KEY) for p in store.iter_points("with")]
+    assert stored and all(e and e["spans"] for e in stored)
+    assert sum("int8" in e for e in stored) >= len(stored) - 1  # UDHR chunks hold many sentences
+    assert not any(PAYLOAD_KEY in p.payload for p in store.iter_points("without"))
+    # LangChain's view of a point is page_content + metadata: the vectors are neither
+    assert all(PAYLOAD_KEY not in p.payload.get("metadata", {}) for p in store.iter_points("with"))
+
+
+@pytest.mark.parametrize("query", ["freedom of opinion and expression", "教育を受ける権利",
+                                   "Kila mtu ana haki ya kufanya kazi"])
+def test_highlights_from_stored_vectors_equal_embedding_per_search(services, query):
+    with_sv, without = services["with"], services["without"]
+    hits = with_sv.search(query, k=5, highlight=False)
+    assert len(hits) == 5 and all(h.chunk.sentence_vectors for h in hits)
+    cached = dict(with_sv._sentence_cache)
+    stored = with_sv.highlight(query, [h.chunk for h in hits])
+    assert with_sv._sentence_cache == cached  # nothing was embedded: the per-search path fills this cache
+    per_search = with_sv.highlight(query, [h.chunk.text for h in hits])  # plain texts: sentences embedded now
+    assert stored == per_search and all(stored)
+    # the collection without them highlights the same passages the same way, by embedding per search
+    plain = without.search(query, k=5)
+    assert [h.chunk.text for h in plain] == [h.chunk.text for h in hits]
+    assert [h.highlight for h in plain] == stored
