@@ -18,7 +18,9 @@ Queries: section titles and sentences of the handbook in its languages, embedded
 reports the search without the query embedding (``search ms``) and the embedding's own cost on this machine
 (``+ query embedding``), since the target is for the whole search. recall@10: the share of the exact search's top
 10 (the same retriever, every store query brute force) that the indexed search returns, counting chunks with
-equal vectors as interchangeable (``tie_aware_recall``).
+equal vectors as interchangeable (``tie_aware_recall``). ``beams raw/centred``: the HNSW beams the retriever chose
+for the uncentred and centred dense legs by collection size (``rag/retrieval.py`` ``LEG_BEAMS``; "spec": the
+collection's ``hnsw_ef``).
 The collections are cached under the cache dir (``bench-search-latency/``); ``--rebuild`` makes them again.
 """
 
@@ -243,7 +245,9 @@ def main() -> int:
             for ret in (r, x):
                 ret._query_cache.update(zip(qs, vectors))
             m = measure(r, qs, x)
+            beams = "/".join(str(b or "spec") for b in r._leg_beams())
             rows.append({"chunks": size, "int8": "yes" if size >= args.int8_from else "no", "search": mode,
+                         "beams raw/centred": beams if kw.get("mode") != "dense" else str(r._leg_beams()[0] or "spec"),
                          "search ms p50": m["p50"], "p95": m["p95"], "+ query embedding p50": m["p50"] + embed_ms,
                          "recall@10 vs exact": m["recall"], "nn cos real/synth": f"{real_nn:.3f}/{synth_nn:.3f}"})
             print(rows[-1], file=sys.stderr)

@@ -316,5 +316,13 @@ def test_the_search_beam_hnsw_ef_reaches_the_index(tmp_path):
         hits = [{h.id for h in store.query(name, dense=q, k=10, payload=False)} for q in queries]
         exact = [{h.id for h in store.query(name, dense=q, k=10, payload=False, exact=True)} for q in queries]
         recall[ef] = np.mean([len(a & b) / 10 for a, b in zip(hits, exact)])
+    # a query's own beam overrides the collection's, in query() and in query_batch()
+    wide = [{h.id for h in store.query("ef10", dense=q, k=10, payload=False, hnsw_ef=512)} for q in queries]
+    batch = store.query_batch("ef10", [{"dense": q, "k": 10, "payload": False, "hnsw_ef": 512} for q in queries])
+    assert [{h.id for h in hs} for hs in batch] == wide
+    recall["ef10 collection, query beam 512"] = np.mean([len(a & b) / 10 for a, b in zip(wide, exact)])
+    with pytest.raises(StoreError, match="hnsw_ef must be a positive int or None; got 0"):
+        store.query("ef10", dense=queries[0], k=10, hnsw_ef=0)
     store.close()
     assert recall[512] >= 0.95 and recall[10] <= recall[512] - 0.1, recall
+    assert recall["ef10 collection, query beam 512"] >= 0.95, recall

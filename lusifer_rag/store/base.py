@@ -163,11 +163,13 @@ class QueryPlan:
     with_vectors: bool
     exact: bool
     payload: bool | tuple[str, ...] = True  # True: all, False: none, else these keys
+    hnsw_ef: int | None = None  # HNSW beam of this query; None: the collection's (CollectionSpec.hnsw_ef)
 
 
 #: query()'s keyword arguments and defaults, for query_batch's requests
 _QUERY_ARGS = {"dense": None, "sparse": None, "filter": None, "k": 10, "mode": "dense", "score_threshold": None,
-               "rrf_k": None, "prefetch_limit": None, "with_vectors": False, "exact": False, "payload": True}
+               "rrf_k": None, "prefetch_limit": None, "with_vectors": False, "exact": False, "payload": True,
+               "hnsw_ef": None}
 
 
 def _payload_arg(payload: Any) -> bool | tuple[str, ...]:
@@ -364,14 +366,16 @@ class VectorStore(abc.ABC):
         with_vectors: bool = False,
         exact: bool = False,
         payload: bool | Sequence[str] = True,
+        hnsw_ef: int | None = None,
     ) -> list[Hit]:
         """Nearest points. ``mode``: "dense" (needs ``dense``), "sparse" (needs ``sparse``) or "hybrid" (both,
         fused by RRF with constant ``rrf_k``, default Qdrant's 2; each leg fetches ``prefetch_limit``,
         default max(4k, 20)). ``exact`` forces brute force (no HNSW, no quantization). ``payload``: True (all of
-        it), False (none: ids and scores only) or the payload keys to return (e.g. ``["metadata.language"]``)."""
+        it), False (none: ids and scores only) or the payload keys to return (e.g. ``["metadata.language"]``).
+        ``hnsw_ef``: the HNSW beam for this query (default: the collection's ``hnsw_ef``; at least ``k``)."""
         spec = self._spec(name)
         plan = self._plan(name, spec, dense, sparse, filter, k, mode, score_threshold, rrf_k, prefetch_limit,
-                          with_vectors, exact, payload)
+                          with_vectors, exact, payload, hnsw_ef)
         return self._guard("query", name, self._query, name, spec, plan)
 
     def query_batch(self, name: str, requests: Sequence[Mapping[str, Any]]) -> list[list[Hit]]:
@@ -400,11 +404,13 @@ class VectorStore(abc.ABC):
         return [found[i] for i in uids if i in found]
 
     def _plan(self, name, spec, dense, sparse, filter, k, mode, score_threshold, rrf_k, prefetch_limit, with_vectors,
-              exact, payload) -> "QueryPlan":
+              exact, payload, hnsw_ef=None) -> "QueryPlan":
         if mode not in QUERY_MODES:
             raise StoreError(f"query mode {mode!r} is not supported; allowed: {QUERY_MODES}")
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
             raise StoreError(f"k must be a positive int; got {k!r}")
+        if hnsw_ef is not None and (isinstance(hnsw_ef, bool) or not isinstance(hnsw_ef, int) or hnsw_ef <= 0):
+            raise StoreError(f"hnsw_ef must be a positive int or None; got {hnsw_ef!r}")
         vec = None
         if mode in ("dense", "hybrid"):
             if dense is None:
@@ -422,7 +428,7 @@ class VectorStore(abc.ABC):
         return QueryPlan(
             mode=mode, dense=vec, sparse=sparse if mode != "dense" else None, filter=filter, k=k,
             score_threshold=score_threshold, rrf_k=rrf_k, prefetch_limit=prefetch_limit or max(4 * k, 20),
-            with_vectors=with_vectors, exact=exact, payload=_payload_arg(payload),
+            with_vectors=with_vectors, exact=exact, payload=_payload_arg(payload), hnsw_ef=hnsw_ef,
         )
 
     def count(self, name: str, filter: Filter | None = None, exact: bool = True) -> int:

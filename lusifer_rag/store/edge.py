@@ -300,10 +300,10 @@ class EdgeStore(VectorStore):
 
     def _request(self, spec: CollectionSpec, plan: QueryPlan) -> qe.QueryRequest:
         flt = translate(plan.filter, _FILTERS)
-        params = qe.SearchParams(exact=plan.exact, hnsw_ef=None if plan.exact else max(spec.hnsw_ef, plan.k))
+        params = qe.SearchParams(exact=plan.exact, hnsw_ef=None if plan.exact else max(plan.hnsw_ef or spec.hnsw_ef, plan.k))
         if spec.quantization and not plan.exact:
             params = qe.SearchParams(
-                hnsw_ef=max(spec.hnsw_ef, plan.k),
+                hnsw_ef=max(plan.hnsw_ef or spec.hnsw_ef, plan.k),
                 quantization=qe.QuantizationSearchParams(rescore=True, oversampling=spec.oversampling)
             )
         dense_q = qe.Query.Nearest(plan.dense.tolist(), using=spec.vector_name) if plan.dense is not None else None

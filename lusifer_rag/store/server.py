@@ -178,12 +178,12 @@ class ServerStore(VectorStore):
     def _call(self, spec: CollectionSpec, plan: QueryPlan) -> dict[str, Any]:
         """query_points' keyword arguments for one plan (also the fields of a batch's QueryRequest)."""
         flt = translate(plan.filter, _FILTERS)
-        params = models.SearchParams(exact=plan.exact, hnsw_ef=None if plan.exact else max(spec.hnsw_ef, plan.k))
+        params = models.SearchParams(exact=plan.exact, hnsw_ef=None if plan.exact else max(plan.hnsw_ef or spec.hnsw_ef, plan.k))
         if self.local:  # brute force anyway; it warns about search params
             params = None
         elif spec.quantization and not plan.exact:
             params = models.SearchParams(
-                hnsw_ef=max(spec.hnsw_ef, plan.k),
+                hnsw_ef=max(plan.hnsw_ef or spec.hnsw_ef, plan.k),
                 quantization=models.QuantizationSearchParams(rescore=True, oversampling=spec.oversampling)
             )
         dense_q = plan.dense.tolist() if plan.dense is not None else None
