@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -147,8 +148,6 @@ class RagService:
         store and reading the collection's spec per search cost a third of a warm search's CPU under load
         (bench/ui_load.py). True if the collection exists. A switch made by another process is followed within
         a second; one made by this process (``reindex``, ``ingest``) resets the clock."""
-        import time
-
         now = time.monotonic()
         if now - self._search_checked < 1.0:
             return True

@@ -216,8 +216,10 @@ def test_gradcache_chunks_give_the_full_batch_gradient(bases, tmp_path):
         grads[chunk] = {n: p.grad.clone() for n, p in tm.named_parameters() if p.grad is not None}
     assert grads[1].keys() == grads[4].keys() and len(grads[1]) > 10
     for n in grads[1]:
-        scale = float(grads[4][n].abs().max())  # fp32 sums in another order: equal up to rounding
-        assert torch.allclose(grads[1][n], grads[4][n], atol=2e-6 * scale, rtol=1e-4), n
+        # fp32 sums in another order: equal up to rounding, which reaches ~3.5e-6 of the largest entry on some
+        # CPUs' kernels (a chunking bug, e.g. a dropped cached gradient, is off by orders of magnitude more)
+        scale = float(grads[4][n].abs().max())
+        assert torch.allclose(grads[1][n], grads[4][n], atol=1e-5 * scale, rtol=1e-4), n
 
 
 def test_configs_print_load_and_refuse_mistakes(tmp_path):
