@@ -12,11 +12,11 @@ a rerun embeds nothing) and searched by the product's Retriever:
   top 5 (no language filter).
 - single-language: the English documents alone, queried in the other languages (relevant: the English document).
 
-Rows: ``raw dense`` / ``raw hybrid`` (no correction), ``previous default`` (hybrid + debias=auto as of
+Rows: ``raw dense`` / ``raw hybrid`` (no correction), ``previous default`` (hybrid + debias=auto as of each
 ``--baseline`` — loaded from git), ``default`` (hybrid + debias=auto, this checkout). Reported on the ``test``
 split (the other, ``tune``, is what choices were made on).
 
-    .venv/bin/python bench/retrieval_xling.py [--sets handbook,udhr,django] [--split test] [--baseline e50fe4a]
+    .venv/bin/python bench/retrieval_xling.py [--sets handbook,udhr,django] [--split test] [--baseline REV ...]
 """
 
 from __future__ import annotations
@@ -46,17 +46,28 @@ LANGS = {
              "ha", "yo", "am"],
     "django": ["en", "de", "es", "fr", "ru", "zh", "ja", "ar", "hi", "sw", "id", "tr"],
 }
-BASELINE = "e50fe4a"  # the centring as it was before the exact-match guard (issue 16)
+#: "previous" rows: the centring before the exact-match guard, and before the language subspace + feedback
+BASELINES = ("e50fe4a", "100797a")
 
 
 def baseline_retriever(rev: str):
-    """The Retriever class of ``rev`` (rag/retrieval.py from git), run against today's store and embedder."""
-    src = subprocess.run(["git", "show", f"{rev}:rag/retrieval.py"], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout
-    mod = types.ModuleType("lusifer_rag.rag._baseline_retrieval")
-    mod.__package__ = "lusifer_rag.rag"
-    sys.modules[mod.__name__] = mod  # dataclasses look their module up
-    exec(compile(src, f"{rev}:rag/retrieval.py", "exec"), mod.__dict__)
+    """The Retriever class of ``rev`` (rag/retrieval.py and, where it has one, rag/language_bias.py from git), run
+    against today's store and embedder."""
+    def load(path: str, name: str) -> types.ModuleType | None:
+        r = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True)
+        if r.returncode:
+            return None
+        src = r.stdout.replace("from .language_bias import", f"from ._baseline_{rev}_language_bias import")
+        mod = types.ModuleType(f"lusifer_rag.rag._baseline_{rev}_{name}")
+        mod.__package__ = "lusifer_rag.rag"
+        sys.modules[mod.__name__] = mod  # dataclasses and relative imports look their module up
+        exec(compile(src, f"{rev}:{path}", "exec"), mod.__dict__)
+        return mod
+
+    load("rag/language_bias.py", "language_bias")
+    mod = load("rag/retrieval.py", "retrieval")
+    if mod is None:
+        raise SystemExit(f"no rag/retrieval.py at {rev}")
     return mod.Retriever
 
 
@@ -127,7 +138,8 @@ def main() -> None:
     ap.add_argument("--sets", default="handbook,udhr,django")
     ap.add_argument("--split", default="test", choices=["tune", "test"])
     ap.add_argument("--embedder", default="e5-small")
-    ap.add_argument("--baseline", default=BASELINE, help="git revision whose defaults are the 'previous' row")
+    ap.add_argument("--baseline", action="append", default=[],
+                    help=f"git revision whose defaults are a 'previous' row (repeatable; default {', '.join(BASELINES)})")
     ap.add_argument("--per-language", action="store_true", help="also print the per-query-language tables")
     ap.add_argument("--fetch-k", type=int, action="append", default=[],
                     help="also a row of the default with this many candidates per leg (repeatable)")
@@ -135,14 +147,15 @@ def main() -> None:
     from lusifer_rag.embedder import load_embedder
 
     emb = load_embedder(args.embedder, device="cpu")
-    header(f"retrieval_xling: {args.embedder}, split={args.split}, baseline={args.baseline}")
-    Old = baseline_retriever(args.baseline)
+    baselines = args.baseline or list(BASELINES)
+    header(f"retrieval_xling: {args.embedder}, split={args.split}, baselines={','.join(baselines)}")
     rows = {
         "raw dense": lambda st, c: Retriever(st, c, emb, mode="dense", debias="off"),
         "raw hybrid": lambda st, c: Retriever(st, c, emb, mode="hybrid", debias="off"),
-        f"previous default ({args.baseline})": lambda st, c: Old(st, c, emb),
-        "default": lambda st, c: Retriever(st, c, emb),
     }
+    for rev in baselines:
+        rows[f"previous default ({rev})"] = lambda st, c, Old=baseline_retriever(rev): Old(st, c, emb)
+    rows["default"] = lambda st, c: Retriever(st, c, emb)
     for n in args.fetch_k:
         rows[f"default, fetch_k={n}"] = lambda st, c, n=n: Retriever(st, c, emb, fetch_k=n)
     for name in args.sets.split(","):

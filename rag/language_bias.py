@@ -3,7 +3,9 @@
 Multilingual embedders add a per-language direction to every vector, so on a mixed-language collection the
 documents in the query's own language score too high. Each language's mean vector is estimated from the
 collection itself; the query is centred on its language's mean and candidates are scored as
-cos(q − μ_q, d − μ_lang(d)).
+cos(P(q − μ_q), P(d − μ_lang(d))), where P removes the span of the centred language means (the collection's
+language-identity subspace, rank ≤ L − 1): centring takes off each language's offset, P the directions along
+which the languages differ at all. Then cross-language pseudo-relevance feedback (:func:`feedback_query`).
 
 Centring alone breaks known-item search (a sentence the user remembers, in its own language): the correction
 pulls the translations of that passage level with it, and an approximate search with the centred query can miss
@@ -37,6 +39,10 @@ COUNT_TTL_S = 1.0  # writes by other processes are noticed this late at most
 #: exact-match guard: queries with at least this many distinct terms, chunks holding this share of them
 EXACT_MIN_TERMS = 8
 EXACT_COVERAGE = 0.9
+#: cross-language pseudo-relevance feedback: the centred query moves towards the centred vector of its best
+#: FEEDBACK_DOCS documents, with this weight (bench/retrieval_xling.py, tune split)
+FEEDBACK_DOCS = 3
+FEEDBACK_WEIGHT = 2.0
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -58,6 +64,7 @@ class LanguageMeans:
         self.shares: dict[str, float] = {}
         self._codes: list[str] = []
         self._unit_means = np.zeros((0, 0), dtype=np.float32)  # (languages, dim) for nearest-language lookups
+        self._basis = np.zeros((0, 0), dtype=np.float32)  # (r, dim) orthonormal: the language-identity subspace
 
     def refresh(self) -> None:
         """Re-estimate when the collection's point count changed. The count is read after every write through
@@ -95,6 +102,8 @@ class LanguageMeans:
             self.means, self.shares = means, {k: v / total for k, v in counts.items()}
             self._codes = list(means)
             self._unit_means = _unit(np.stack(list(means.values()))) if means else np.zeros((0, 0), np.float32)
+            self._basis = language_subspace(np.stack(list(means.values()))) if len(means) >= 2 else \
+                np.zeros((0, 0), np.float32)
             self._count = count
             self._version, self._checked = version, now
 
@@ -115,14 +124,40 @@ class LanguageMeans:
         zero = np.zeros(vectors.shape[1], dtype=np.float32)
         return np.stack([self.means.get(fill.get(i, lab), zero) for i, lab in enumerate(labels)])
 
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (..., dim) without its component in the language-identity subspace, unit norm."""
+        if not len(self._basis):
+            return _unit(x)
+        return _unit(x - (x @ self._basis.T) @ self._basis)
+
     def centre_query(self, q: np.ndarray, lang: str) -> np.ndarray:
         mu = self.means.get(lang)
-        return q if mu is None else _unit(q - mu)  # a language absent from the collection: nothing to remove
+        return q if mu is None else self.project(q - mu)  # a language absent from the collection: left as it is
 
     def centred_scores(self, qc: np.ndarray, labels: Sequence[str], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores (n,), centred unit vectors (n, dim)) of chunks against a centred query."""
-        centred = _unit(vectors - self.means_for(labels, vectors))
+        centred = self.project(vectors - self.means_for(labels, vectors))
         return centred @ qc, centred
+
+
+def language_subspace(means: np.ndarray, rel_tol: float = 1e-4) -> np.ndarray:
+    """(r, dim) orthonormal basis of the span of the language means (L, dim) minus their average: r ≤ L − 1
+    directions that only tell languages apart. Training-free, from the collection's own means, so it follows the
+    collection as it grows (cf. low-rank language-subspace removal, Xie et al. 2022). Measured on the tune split
+    with centring and feedback: handbook recall@10 0.49 -> 0.54, UDHR 0.78 -> 0.80, Django 0.874 -> 0.884."""
+    centred = (means - means.mean(axis=0)).astype(np.float64)  # (L, dim)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)  # vt (L, dim)
+    keep = sv > rel_tol * max(float(sv[0]), 1e-12)
+    return vt[keep].astype(np.float32)
+
+
+def feedback_query(qc: np.ndarray, top: np.ndarray, weight: float = FEEDBACK_WEIGHT) -> np.ndarray:
+    """Pseudo-relevance feedback in the centred space: unit(qc + weight · mean of ``top`` (m, dim)), the centred
+    unit vectors of the best documents. A short query (a title, a question) is far from every passage; its best
+    hit, a passage, is near that passage's translations, so the expanded query finds them in every language."""
+    if len(top) == 0:
+        return qc
+    return _unit(qc + weight * top.mean(axis=0))
 
 
 # ---- exact-match guard -------------------------------------------------------------------------------------

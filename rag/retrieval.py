@@ -19,7 +19,7 @@ import numpy as np
 from lusifer_rag.errors import ConfigError, RagError, StoreError
 from lusifer_rag.store import Filter
 
-from .language_bias import LanguageMeans, exact_matches, keep_exact_matches
+from .language_bias import FEEDBACK_DOCS, LanguageMeans, exact_matches, feedback_query, keep_exact_matches
 from .types import RetrievedChunk
 
 MODES = ("dense", "sparse", "hybrid")
@@ -45,8 +45,9 @@ class SearchFilters:
         return Filter(must=must, ranges=ranges) if (must or ranges) else None
 
 
-#: the one payload field the candidate legs return: the full payload is read for the final k only
+#: the payload fields the candidate legs return (the full payload is read for the final k only)
 LANGUAGE_KEY = "metadata.language"
+DOC_KEY = "metadata.doc_id"
 #: HNSW beams (uncentred leg, centred leg; None: the collection's ``hnsw_ef``) by collection size: the first row
 #: whose bound exceeds the point count. The centred query q − μ lies off the data's manifold, where the graph
 #: navigates badly and needs a wider beam. Measured with bench/search_latency.py (recall@10 against exact search,
@@ -62,8 +63,10 @@ class _Candidate:
 
     id: str
     language: str
+    doc: str = ""
     score: float = np.nan  # the reported score: the (centred, when centred) dense cosine
     vector: np.ndarray | None = None  # unit vector in the space `score` was measured in (MMR only)
+    centred: np.ndarray | None = None  # (dim,) centred unit vector (centred searches)
     payload: dict | None = None
 
 
@@ -71,14 +74,21 @@ def _language_of(hit) -> str:
     return (hit.payload.get("metadata") or {}).get("language", "und")
 
 
+def _doc_of(hit) -> str:
+    return (hit.payload.get("metadata") or {}).get("doc_id", "") or hit.id
+
+
 class Retriever:
     """Searches one collection with the embedder that built it."""
 
     def __init__(self, store, collection: str, embedder, *, instruction: str | None = None, mode: str = "hybrid",
                  debias: str = "auto", sparse_weight: float = 1.0, rrf_k: int = 60, fetch_k: int = 40,
-                 exact: bool = False, beams: tuple[int | None, int | None] | None = None):
+                 exact: bool = False, beams: tuple[int | None, int | None] | None = None,
+                 feedback_docs: int = FEEDBACK_DOCS):
         """``exact``: every store query brute force (no HNSW, no quantization): the reference for recall checks.
-        ``beams``: the HNSW beams of the (uncentred, centred) dense legs; None: by collection size (LEG_BEAMS)."""
+        ``beams``: the HNSW beams of the (uncentred, centred) dense legs; None: by collection size (LEG_BEAMS).
+        ``feedback_docs``: centred searches re-score their candidates with the query expanded by the centred
+        vectors of its best this-many documents (cross-language pseudo-relevance feedback); 0: off."""
         from lusifer_rag.embedder.sparse import BM25SparseEncoder
 
         if mode not in MODES:
@@ -89,6 +99,9 @@ class Retriever:
         self.instruction, self.mode, self.debias = instruction, mode, debias
         self.sparse_weight, self.rrf_k, self.fetch_k, self.exact = sparse_weight, rrf_k, fetch_k, exact
         self.beams = beams
+        if isinstance(feedback_docs, bool) or not isinstance(feedback_docs, int) or feedback_docs < 0:
+            raise ConfigError(f"feedback_docs must be an integer >= 0; got {feedback_docs!r}")
+        self.feedback_docs = feedback_docs
         self._size = (-1, None, -1.0)  # (point count, store write_version, monotonic time) for the beams
         self.sparse = BM25SparseEncoder(embedder.tokenizer)
         self.means = LanguageMeans(store, collection)
@@ -165,12 +178,12 @@ class Retriever:
             sv = self.sparse.encode_queries([query])[0]
             legs.append(("sparse", dict(sparse=SparseVector(sv.indices, sv.values), mode="sparse")))
         found = dict(zip([name for name, _ in legs], self.store.query_batch(self.collection, [
-            {**req, "filter": flt, "k": pool, "exact": self.exact, "payload": [LANGUAGE_KEY]} for _, req in legs])))
+            {**req, "filter": flt, "k": pool, "exact": self.exact, "payload": [LANGUAGE_KEY, DOC_KEY]} for _, req in legs])))
 
         cands: dict[str, _Candidate] = {}
         for name in ("centred", "raw", "sparse"):
             for h in found.get(name, []):
-                c = cands.setdefault(h.id, _Candidate(h.id, _language_of(h)))
+                c = cands.setdefault(h.id, _Candidate(h.id, _language_of(h), _doc_of(h)))
                 if name == "centred" or (name == "raw" and not centred) or mode == "sparse":
                     c.score = h.score  # qc·d (q·d uncentred); a sparse search reports its BM25 score
         raw_order = [h.id for h in found.get("raw", [])]
@@ -184,6 +197,10 @@ class Retriever:
 
         dense_ids = list(dict.fromkeys(raw_order + [h.id for h in found.get("centred", [])]))
         dense_order = sorted(dense_ids, key=lambda i: -cands[i].score) if centred else raw_order
+        if centred and self.feedback_docs:
+            qc, more = self._feedback(cands, dense_order, qc, flt, pool)
+            dense_ids = list(dict.fromkeys(dense_ids + more))
+            dense_order = sorted(dense_ids, key=lambda i: -cands[i].score)
         order = self._fuse(cands, dense_order, sparse_order, lang) if mode == "hybrid" else dense_order
         if centred:  # the exact-match guard: a sentence read off a chunk finds that chunk as without correction
             uncorrected = self._fuse(cands, raw_order, sparse_order, lang) if mode == "hybrid" else raw_order
@@ -240,13 +257,42 @@ class Retriever:
                                                               with_vectors=True) if p.vector is not None}
         have = [i for i in ids if i in vec_of]
         if have:
-            scores, _ = self.means.centred_scores(qc, [cands[i].language for i in have],
-                                                  np.stack([vec_of[i] for i in have]))  # (n,)
-            for i, sc in zip(have, scores):
-                cands[i].score = float(sc)
+            scores, unit = self.means.centred_scores(qc, [cands[i].language for i in have],
+                                                     np.stack([vec_of[i] for i in have]))  # (n,), (n, dim)
+            for i, sc, v in zip(have, scores, unit):
+                cands[i].score, cands[i].centred = float(sc), v
         for i in ids:  # deleted since the search found it: last
             if i not in vec_of:
                 cands[i].score = -np.inf
+
+    def _feedback(self, cands: dict[str, _Candidate], dense_order: list[str], qc: np.ndarray, flt,
+                  pool: int) -> tuple[np.ndarray, list[str]]:
+        """Cross-language pseudo-relevance feedback: the centred query expanded by the centred vectors of its best
+        ``feedback_docs`` documents (best chunk each) searches once more, and every candidate is re-scored against
+        it. Returns (expanded query, ids that search found). Its own search is needed: re-scoring only the first
+        candidates lost most of the gain on the handbook (tune recall@10 0.46 vs 0.50)."""
+        seen, top = set(), []
+        for i in dense_order:
+            c = cands[i]
+            if c.centred is None or c.doc in seen:
+                continue
+            seen.add(c.doc)
+            top.append(c.centred)
+            if len(top) >= self.feedback_docs:
+                break
+        if not top:
+            return qc, []
+        qf = feedback_query(qc, np.stack(top))  # (dim,)
+        hits = self.store.query(self.collection, dense=qf, filter=flt, k=pool, exact=self.exact,
+                                payload=[LANGUAGE_KEY, DOC_KEY], hnsw_ef=self._leg_beams()[1])
+        new = {h.id: _Candidate(h.id, _language_of(h), _doc_of(h)) for h in hits if h.id not in cands}
+        if new:
+            self._centred_scores(new, qf)
+            cands.update(new)
+        for c in cands.values():
+            if c.centred is not None:
+                c.score = float(c.centred @ qf)
+        return qf, [h.id for h in hits]
 
     def _fill_scores(self, cands: dict[str, _Candidate], vec: np.ndarray, flt) -> None:
         """Candidates that the dense leg scoring ``vec`` did not return get vec·d from the store (brute force over

@@ -80,3 +80,20 @@ def test_rare_labels_are_centred_on_the_nearest_language():
     q = np.ones(dim, dtype=np.float32)
     assert means.centre_query(q, "sw") is q  # a language the collection lacks: nothing to take off
     np.testing.assert_allclose(np.linalg.norm(means.centre_query(q, "en")), 1.0, rtol=1e-5)
+
+
+def test_the_language_subspace_removes_what_tells_languages_apart_and_nothing_else():
+    from lusifer_rag.rag.language_bias import language_subspace
+
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(5, 32)).astype(np.float32)  # 5 languages
+    basis = language_subspace(means)
+    assert basis.shape == (4, 32)  # L - 1 directions: the means' common part is not one of them
+    np.testing.assert_allclose(basis @ basis.T, np.eye(4), atol=1e-5)
+    projected = (means - (means @ basis.T) @ basis)
+    np.testing.assert_allclose(projected, np.broadcast_to(projected[0], projected.shape), atol=1e-5)
+    other = rng.normal(size=32).astype(np.float32)
+    other -= (other @ basis.T) @ basis  # a direction no language differs along is left as it is
+    np.testing.assert_allclose(other - (other @ basis.T) @ basis, other, atol=1e-5)
+    # two languages that are the same: nothing to remove
+    assert language_subspace(np.stack([means[0], means[0]])).shape[0] == 0
