@@ -1,8 +1,9 @@
 """Retrieval over a collection: dense, sparse or hybrid; filters; score threshold; MMR; language-bias correction.
 
 Language-bias correction ("centring", :mod:`lusifer_rag.rag.language_bias`): on a mixed-language collection the
-query and the candidates are centred on their languages' means before exact re-scoring, so a query finds the
-relevant passages in every language, not mostly its own; sentences read off a document still find their own
+query and the candidates are centred on their languages' means (and lose the language-identity subspace) before
+exact re-scoring, then the query is expanded by its best documents, so a query finds the relevant passages in every
+language, not mostly its own; sentences read off a document still find their own
 chunk first (the exact-match guard). ``debias="auto"`` turns it on for collections holding two or more languages
 and off under a one-language filter.
 """
@@ -87,8 +88,8 @@ class Retriever:
                  feedback_docs: int = FEEDBACK_DOCS):
         """``exact``: every store query brute force (no HNSW, no quantization): the reference for recall checks.
         ``beams``: the HNSW beams of the (uncentred, centred) dense legs; None: by collection size (LEG_BEAMS).
-        ``feedback_docs``: centred searches re-score their candidates with the query expanded by the centred
-        vectors of its best this-many documents (cross-language pseudo-relevance feedback); 0: off."""
+        ``feedback_docs``: a centred search searches once more with the query expanded by the centred vectors of its
+        best this-many documents and re-scores every candidate against it (pseudo-relevance feedback); 0: off."""
         from lusifer_rag.embedder.sparse import BM25SparseEncoder
 
         if mode not in MODES:
