@@ -339,6 +339,8 @@ class Retriever:
 
     def _finish(self, q: np.ndarray, ranked: list[_Candidate], k: int, score_threshold: float | None, mmr: bool,
                 mmr_lambda: float, centring: tuple[np.ndarray, bool] | None) -> list[RetrievedChunk]:
+        if not mmr:
+            _rank_consistent_scores(ranked)
         if score_threshold is not None:
             ranked = [c for c in ranked if c.score >= score_threshold]
         if mmr:  # diversity needs the vectors of the pool (in the space the scores were measured in)
@@ -355,6 +357,19 @@ class Retriever:
         top = ranked[:k]
         self._load_payloads({c.id: c for c in top}, [c.id for c in top])
         return [RetrievedChunk.from_payload(c.id, c.score, c.payload) for c in top]
+
+
+def _rank_consistent_scores(ranked: list[_Candidate]) -> None:
+    """Scores that never rise down the ranking: a chunk that the hybrid fusion or the exact-match guard ranks above
+    better-scoring ones reports the best score below it (its own cosine otherwise). With feedback, the chunk a
+    sentence was read off often scores below its translations against the expanded query yet keeps rank 1; callers
+    (the API, LangChain, score thresholds) read the scores as the ranking's. Over the whole ranking, so a chunk's
+    score does not depend on k."""
+    floor = -np.inf
+    for c in reversed(ranked):
+        if np.isfinite(c.score):
+            floor = max(floor, c.score)
+            c.score = floor
 
 
 def mmr_select(q: np.ndarray, ranked: list, k: int, lam: float) -> list:
