@@ -161,6 +161,9 @@ def test_bad_queries_are_clear_errors(collection, e5):
         r.search("x", k=0)
     with pytest.raises(ConfigError, match="allowed"):
         r.search("x", mode="fuzzy")
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="feedback_docs must be an integer >= 0; got"):
+            Retriever(collection, "udhr", e5, feedback_docs=bad)
 
 
 def test_cli_search_and_ask_json(tmp_path, corpus, e5):
