@@ -190,7 +190,7 @@ class Retriever:
         raw_order = [h.id for h in found.get("raw", [])]
         sparse_order = [h.id for h in found.get("sparse", [])]
         if mode == "sparse":
-            return self._finish(q, [cands[i] for i in sparse_order], k, score_threshold, mmr, mmr_lambda, None)
+            return self._finish(q, [cands[i] for i in sparse_order], k, score_threshold, mmr, mmr_lambda, False)
         if centred:
             self._centred_scores(cands, qc)
         else:
@@ -199,7 +199,7 @@ class Retriever:
         dense_ids = list(dict.fromkeys(raw_order + [h.id for h in found.get("centred", [])]))
         dense_order = sorted(dense_ids, key=lambda i: -cands[i].score) if centred else raw_order
         if centred and self.feedback_docs:
-            qc, more = self._feedback(cands, dense_order, qc, flt, pool)
+            qc, more = self._feedback(cands, dense_order, qc, flt, pool, centred_ef)
             dense_ids = list(dict.fromkeys(dense_ids + more))
             dense_order = sorted(dense_ids, key=lambda i: -cands[i].score)
         order = self._fuse(cands, dense_order, sparse_order, lang) if mode == "hybrid" else dense_order
@@ -213,7 +213,7 @@ class Retriever:
             held = exact_matches(self.sparse, query, [cands[i].payload.get("page_content", "") for i in top])
             order = keep_exact_matches(order, uncorrected, {i for i, yes in zip(top, held) if yes})
         return self._finish(q, [cands[i] for i in order], k, score_threshold, mmr, mmr_lambda,
-                            (qc, centred))
+                            centred)
 
     # ---- pieces ----------------------------------------------------------------------------------
     def _check_served(self) -> None:
@@ -267,7 +267,7 @@ class Retriever:
                 cands[i].score = -np.inf
 
     def _feedback(self, cands: dict[str, _Candidate], dense_order: list[str], qc: np.ndarray, flt,
-                  pool: int) -> tuple[np.ndarray, list[str]]:
+                  pool: int, hnsw_ef: int | None) -> tuple[np.ndarray, list[str]]:
         """Cross-language pseudo-relevance feedback: the centred query expanded by the centred vectors of its best
         ``feedback_docs`` documents (best chunk each) searches once more, and every candidate is re-scored against
         it. Returns (expanded query, ids that search found). Its own search is needed: re-scoring only the first
@@ -285,10 +285,10 @@ class Retriever:
             return qc, []
         qf = feedback_query(qc, np.stack(top))  # (dim,)
         hits = self.store.query(self.collection, dense=qf, filter=flt, k=pool, exact=self.exact,
-                                payload=[LANGUAGE_KEY, DOC_KEY], hnsw_ef=self._leg_beams()[1])
+                                payload=[LANGUAGE_KEY, DOC_KEY], hnsw_ef=hnsw_ef)
         new = {h.id: _Candidate(h.id, _language_of(h), _doc_of(h)) for h in hits if h.id not in cands}
         if new:
-            self._centred_scores(new, qf)
+            self._centred_scores(new, qf)  # their centred vectors; scored with the others below
             cands.update(new)
         for c in cands.values():
             if c.centred is not None:
@@ -338,21 +338,19 @@ class Retriever:
         return out + list(own_order)  # own-language leftovers after every slot
 
     def _finish(self, q: np.ndarray, ranked: list[_Candidate], k: int, score_threshold: float | None, mmr: bool,
-                mmr_lambda: float, centring: tuple[np.ndarray, bool] | None) -> list[RetrievedChunk]:
+                mmr_lambda: float, centred: bool) -> list[RetrievedChunk]:
         if not mmr:
             _rank_consistent_scores(ranked)
         if score_threshold is not None:
             ranked = [c for c in ranked if c.score >= score_threshold]
         if mmr:  # diversity needs the vectors of the pool (in the space the scores were measured in)
             pool = ranked[: max(self.fetch_k, 4 * k)]
-            cands = {c.id: c for c in pool}
-            self._load_payloads(cands, list(cands), vectors=True)
+            if centred:  # centred unit vectors, made when the candidates were scored
+                for c in pool:
+                    c.vector = c.centred
+            else:
+                self._load_payloads({c.id: c for c in pool}, [c.id for c in pool], vectors=True)
             pool = [c for c in pool if c.vector is not None]
-            if centring is not None and centring[1] and pool:
-                _, unit = self.means.centred_scores(centring[0], [c.language for c in pool],
-                                                    np.stack([c.vector for c in pool]))
-                for c, v in zip(pool, unit):
-                    c.vector = v
             ranked = [c for c, _ in mmr_select(q, [(c, c.score) for c in pool], k, mmr_lambda)]
         top = ranked[:k]
         self._load_payloads({c.id: c for c in top}, [c.id for c in top])
