@@ -84,6 +84,7 @@ class Chunk:
     char_end: int
     token_count: int  # count_tokens(text); + template_overhead <= max_tokens
     language: str  # ISO code from lusifer_rag.ingest.langid, "und" when unknown or not detected
+    language_confidence: float = 0.0  # the identifier's confidence in `language`, [0, 1]
 
 
 @dataclass
@@ -140,17 +141,17 @@ class Chunker:
         if self.detect_language and texts:
             from .langid import detect_languages
 
-            languages = [code for code, _ in detect_languages(texts)]
+            languages = detect_languages(texts)  # (code, confidence) each
         else:
-            languages = ["und"] * len(texts)
+            languages = [("und", 0.0)] * len(texts)
         return [
             Chunk(
                 text=t, chunk_no=i,
                 page_start=numbers[bisect.bisect_right(starts, s) - 1],
                 page_end=numbers[bisect.bisect_right(starts, e - 1) - 1],
-                char_start=s, char_end=e, token_count=n, language=lang,
+                char_start=s, char_end=e, token_count=n, language=lang, language_confidence=round(float(conf), 3),
             )
-            for i, (t, (s, e, _), n, lang) in enumerate(zip(texts, pieces, counts, languages))
+            for i, (t, (s, e, _), n, (lang, conf)) in enumerate(zip(texts, pieces, counts, languages))
         ]
 
     # ---- steps -----------------------------------------------------------------------------------

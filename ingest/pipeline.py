@@ -602,7 +602,8 @@ def chunk_document(chunker: Chunker, plan: FilePlan, load: Callable[[], LoadedDo
         payload = {"page_content": c.text, "metadata": {
             "doc_id": doc_id, "source": source, "title": doc.title or Path(source).name, "state": state,
             "content_hash": doc.content_hash, "chunk_no": c.chunk_no, "chunk_count": len(chunks),
-            "language": c.language, "doc_language": doc_lang, "page": c.page_start, "page_end": c.page_end,
+            "language": c.language, "language_confidence": c.language_confidence, "doc_language": doc_lang,
+            "page": c.page_start, "page_end": c.page_end,
             "char_start": c.char_start, "char_end": c.char_end, "token_count": c.token_count,
             "pages": result.pages, "mime": doc.mime, "ocr": ocr, "ingested_at": now}}
         items.append((point_id(doc_id, state, c.chunk_no), payload))

@@ -52,16 +52,17 @@ class _FacetStore:
 
     def facet(self, name, key):
         out = {}
-        for lab, _ in self.labelled:
+        for lab, *_ in self.labelled:
             out[lab] = out.get(lab, 0) + 1
         return out
 
     def iter_points(self, name, flt, page, with_vectors):
         lang = flt.must["metadata.language"]
         lang = lang[0] if isinstance(lang, list) else lang
-        for lab, v in self.labelled:
+        for lab, v, *conf in self.labelled:
             if lab == lang:
-                yield type("P", (), {"vector": v})()
+                md = {"language": lab, **({"language_confidence": conf[0]} if conf else {})}
+                yield type("P", (), {"vector": v, "payload": {"metadata": md}})()
 
 
 def test_rare_labels_are_centred_on_the_nearest_language():
@@ -97,3 +98,19 @@ def test_the_language_subspace_removes_what_tells_languages_apart_and_nothing_el
     np.testing.assert_allclose(other - (other @ basis.T) @ basis, other, atol=1e-5)
     # two languages that are the same: nothing to remove
     assert language_subspace(np.stack([means[0], means[0]])).shape[0] == 0
+
+
+def test_unsure_labels_neither_make_a_language_present_nor_a_mean():
+    """English chunks the identifier half-guessed as Latin (8% of the collection, confidence 0.1): one language, and
+    those chunks are centred on the English mean; the same share labelled with confidence is a language."""
+    rng = np.random.default_rng(1)
+    dim = 16
+    en = [("en", (np.eye(dim)[0] * 3 + rng.normal(size=dim) * 0.1).astype(np.float32), 0.9) for _ in range(46)]
+    la = [("la", (np.eye(dim)[0] * 3 + rng.normal(size=dim) * 0.1).astype(np.float32), 0.1) for _ in range(4)]
+    means = LanguageMeans(_FacetStore(en + la), "c")
+    means.refresh()
+    assert means.languages() == 1 and set(means.means) == {"en"} and means.shares["la"] == 0.0
+    np.testing.assert_allclose(means.means_for(["und"], la[0][1][None])[0], means.means["en"])
+    sure = LanguageMeans(_FacetStore(en + [(lab, v, 0.9) for lab, v, _ in la]), "c")
+    sure.refresh()
+    assert sure.languages() == 2 and sure.shares["la"] == pytest.approx(4 / 50)
