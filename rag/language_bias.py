@@ -40,7 +40,8 @@ FEWEST = 3
 PRESENT_SHARE = 0.05
 #: a chunk label the identifier gave with less confidence than this is unsure (short strings, code, names): on the
 #: Django catalogs and Python's argparse messages every English mislabel came below 0.4; 4.5% of the chunks of the
-#: 12-language Django collection fall below (they are centred on their nearest language: tune recall@10 0.884 -> 0.891)
+#: 12-language Django collection fall below (centred on their nearest language: mixed recall@10 unchanged, the
+#: English-only collection no longer corrected: 0.984 -> 1.000 = raw, bench/retrieval_xling.py test split)
 UNSURE_CONFIDENCE = 0.5
 COUNT_TTL_S = 1.0  # writes by other processes are noticed this late at most
 #: exact-match guard: queries with at least this many distinct terms, chunks holding this share of them

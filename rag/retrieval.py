@@ -5,7 +5,7 @@ query and the candidates are centred on their languages' means (and lose the lan
 exact re-scoring, then the query is expanded by its best documents, so a query finds the relevant passages in every
 language, not mostly its own; sentences read off a document still find their own
 chunk first (the exact-match guard). ``debias="auto"`` turns it on for collections holding two or more languages
-and off under a one-language filter.
+(≥ PRESENT_SHARE of the chunks each, counting labels the identifier was sure of) and off under a one-language filter.
 """
 
 from __future__ import annotations
