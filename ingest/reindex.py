@@ -2,7 +2,8 @@
 
 ``lusifer-rag reindex --collection NAME --embedder SPEC`` (or the web app's Settings tab):
 
-1. the chunks stored in NAME (texts and payloads: nothing is parsed again) are embedded with the new embedder
+1. the chunks stored in NAME (texts and payloads: nothing is parsed again; chunks stored before ingestion recorded
+   ``language_confidence`` get it) are embedded with the new embedder
    into a new physical collection ``NAME--<12 hex of the embedder's fingerprint>``, page by page in id order;
    after each page the position is recorded in the new collection's meta, so a rerun after a crash (kill -9
    included) continues from there — points keep their ids, so a page written twice is written once;
@@ -174,7 +175,8 @@ class Reindexer:
         from .pipeline import with_sentence_vectors
 
         had = any(PAYLOAD_KEY in p.payload for p in points)
-        payloads = with_sentence_vectors(self.embedder, texts, [p.payload for p in points], had)
+        payloads = with_language_confidence(texts, [p.payload for p in points])
+        payloads = with_sentence_vectors(self.embedder, texts, payloads, had)
         self.store.upsert(target, [Point(p.id, v, pl, SparseVector(s.indices, s.values))
                                    for p, v, pl, s in zip(points, dense, payloads, sv)])
         report.embedded += len(points)
@@ -192,6 +194,23 @@ class Reindexer:
             self.store.delete(target, Filter(ids=extra))
         # a chunk replaced in place (same id, new text) is a new state with a new id in this project, so ids suffice
         return len(missing) + len(extra)
+
+
+def with_language_confidence(texts: list[str], payloads: list[dict]) -> list[dict]:
+    """Payloads of chunks stored before ingestion recorded the identifier's confidence in a chunk's language get it
+    (retrieval tells unsure labels apart by it); a label the identifier no longer gives that text is unsure (0.0)."""
+    todo = [i for i, pl in enumerate(payloads) if "language_confidence" not in (pl.get("metadata") or {})
+            and "language" in (pl.get("metadata") or {})]
+    if not todo:
+        return payloads
+    from .langid import detect_languages
+
+    out = list(payloads)
+    for i, (code, conf) in zip(todo, detect_languages([texts[i] for i in todo])):
+        md = dict(out[i]["metadata"])
+        md["language_confidence"] = round(float(conf), 3) if code == md["language"] else 0.0
+        out[i] = {**out[i], "metadata": md}
+    return out
 
 
 class _NoLock:

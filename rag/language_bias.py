@@ -55,7 +55,7 @@ FEEDBACK_WEIGHT = 2.0
 
 def is_sure(payload: dict | None) -> bool:
     """Whether a chunk's language label is one the identifier was sure of; chunks stored before the confidence was
-    recorded count as sure."""
+    recorded count as sure (``lusifer-rag reindex`` to another embedder fills it in)."""
     conf = ((payload or {}).get("metadata") or {}).get("language_confidence")
     return conf is None or conf >= UNSURE_CONFIDENCE
 

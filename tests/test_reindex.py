@@ -171,6 +171,33 @@ def test_reindex_killed_mid_run_then_rerun_completes_without_duplicates(tmp_path
         np.testing.assert_allclose(np.stack([p.vector for p in points]), want, atol=1e-5)
 
 
+def test_reindex_gives_chunks_stored_without_a_language_confidence_one(tmp_path, e5, tiny_hf_embedder):
+    from lusifer_rag.store import Point
+
+    with open_store(str(tmp_path / "store")) as st:
+        ingest(st, e5, write_docs(tmp_path / "docs", ["en", "fr", "sw"], articles=10))
+        points = list(st.iter_points("docs", with_vectors=True))
+        had = {p.id: p.payload["metadata"]["language_confidence"] for p in points}
+        assert len(set(had.values())) > 3  # real, varied confidences from the identifier
+        # as a collection indexed before the confidence was recorded; one label the identifier would not give
+        relabelled = points[0].id
+        old = []
+        for p in points:
+            md = {k: v for k, v in p.payload["metadata"].items() if k != "language_confidence"}
+            if p.id == relabelled:
+                md["language"] = "ha"
+            old.append(Point(p.id, p.vector, {**p.payload, "metadata": md}))
+        st.upsert("docs", old)
+        assert not any("language_confidence" in p.payload["metadata"] for p in st.iter_points("docs"))
+
+        Reindexer(st, "docs", tiny_hf_embedder).run()
+        after = {p.id: p.payload["metadata"] for p in st.iter_points("docs")}
+        assert set(after) == set(had)
+        assert after[relabelled]["language"] == "ha" and after[relabelled]["language_confidence"] == 0.0
+        assert {i: md["language_confidence"] for i, md in after.items() if i != relabelled} == \
+            {i: c for i, c in had.items() if i != relabelled}
+
+
 def test_aliases_switch_persist_and_hide_generations(store, tmp_path):
     from lusifer_rag.errors import StoreError
     from lusifer_rag.store import CollectionSpec, Point
