@@ -199,8 +199,8 @@ class Reindexer:
 def with_language_confidence(texts: list[str], payloads: list[dict]) -> list[dict]:
     """Payloads of chunks stored before ingestion recorded the identifier's confidence in a chunk's language get it
     (retrieval tells unsure labels apart by it); a label the identifier no longer gives that text is unsure (0.0)."""
-    todo = [i for i, pl in enumerate(payloads) if "language_confidence" not in (pl.get("metadata") or {})
-            and "language" in (pl.get("metadata") or {})]
+    todo = [i for i, pl in enumerate(payloads)
+            if "language" in (md := pl.get("metadata") or {}) and "language_confidence" not in md]
     if not todo:
         return payloads
     from .langid import detect_languages

@@ -15,10 +15,12 @@ it altogether. Three guards (measured in bench/retrieval_xling.py):
 - :func:`exact_matches`: a chunk that holds (nearly) every term of a sentence-long query keeps the rank the
   uncorrected search gives it, if that is better — decided from the texts, not from the collection's language mix;
 - chunks whose language label is rare in the collection (short or mixed passages that the identifier labels
-  'wuu', 'la', 'ms'…), or that the identifier was unsure of (``metadata.language_confidence`` below
-  UNSURE_CONFIDENCE), are centred on the nearest well-represented language instead of on their label's mean; unsure
-  labels count neither towards a language's mean nor towards the languages present, so a one-language collection of
-  short strings that the identifier half-guessed ('Enter a valid date.' -> 'la' at 0.09) stays uncorrected.
+  'wuu', 'la', 'ms'…) are centred on the nearest well-represented language instead of on a mean of a few vectors;
+  labels the identifier was unsure of (``metadata.language_confidence`` below UNSURE_CONFIDENCE) count neither
+  towards a language's mean nor towards the languages present, so a one-language collection of short strings that
+  the identifier half-guessed ('Enter a valid date.' -> 'la' at 0.09) stays uncorrected. Which well-represented
+  language's mean a chunk is centred on does not change its score once the language subspace is removed
+  (μ_a − μ_b lies in it), so a wrong label that has a mean costs nothing there.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ FEWEST = 3
 PRESENT_SHARE = 0.05
 #: a chunk label the identifier gave with less confidence than this is unsure (short strings, code, names): on the
 #: Django catalogs and Python's argparse messages every English mislabel came below 0.4; 4.5% of the chunks of the
-#: 12-language Django collection fall below (centred on their nearest language: mixed recall@10 unchanged, the
-#: English-only collection no longer corrected: 0.984 -> 1.000 = raw, bench/retrieval_xling.py test split)
+#: 12-language Django collection fall below (mixed recall@10 unchanged; the English-only collection is no longer
+#: corrected: 0.984 -> 1.000 = raw, bench/retrieval_xling.py test split)
 UNSURE_CONFIDENCE = 0.5
 COUNT_TTL_S = 1.0  # writes by other processes are noticed this late at most
 #: exact-match guard: queries with at least this many distinct terms, chunks holding this share of them
@@ -136,8 +138,8 @@ class LanguageMeans:
         return [self._codes[i] for i in np.argmax(vectors @ self._unit_means.T, axis=1)]
 
     def means_for(self, labels: Sequence[str], vectors: np.ndarray) -> np.ndarray:
-        """(n, dim) mean to centre each chunk on: its language's, or for a rare or unsure label (pass "und") the
-        nearest language's."""
+        """(n, dim) mean to centre each chunk on: its language's, or for a label without a mean the nearest
+        language's."""
         rare = [i for i, lab in enumerate(labels) if lab not in self.means]
         fill = dict(zip(rare, self.nearest(vectors[rare]))) if rare else {}
         zero = np.zeros(vectors.shape[1], dtype=np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 from lusifer_rag.errors import ConfigError, RagError, StoreError
 from lusifer_rag.store import Filter
 
-from .language_bias import FEEDBACK_DOCS, LanguageMeans, exact_matches, feedback_query, is_sure, keep_exact_matches
+from .language_bias import FEEDBACK_DOCS, LanguageMeans, exact_matches, feedback_query, keep_exact_matches
 from .types import RetrievedChunk
 
 MODES = ("dense", "sparse", "hybrid")
@@ -48,9 +48,8 @@ class SearchFilters:
 
 #: the payload fields the candidate legs return (the full payload is read for the final k only)
 LANGUAGE_KEY = "metadata.language"
-CONFIDENCE_KEY = "metadata.language_confidence"
 DOC_KEY = "metadata.doc_id"
-LEG_PAYLOAD = [LANGUAGE_KEY, CONFIDENCE_KEY, DOC_KEY]
+LEG_PAYLOAD = [LANGUAGE_KEY, DOC_KEY]
 #: HNSW beams (uncentred leg, centred leg; None: the collection's ``hnsw_ef``) by collection size: the first row
 #: whose bound exceeds the point count. The centred query q − μ lies off the data's manifold, where the graph
 #: navigates badly and needs a wider beam. Measured with bench/search_latency.py (recall@10 against exact search,
@@ -67,7 +66,6 @@ class _Candidate:
     id: str
     language: str
     doc: str = ""
-    sure: bool = True  # the identifier was sure of `language`; else it is centred on its nearest language
     score: float = np.nan  # the reported score: the (centred, when centred) dense cosine
     vector: np.ndarray | None = None  # unit vector in the space `score` was measured in (MMR only)
     centred: np.ndarray | None = None  # (dim,) centred unit vector (centred searches)
@@ -79,7 +77,7 @@ def _language_of(hit) -> str:
 
 
 def _candidate(hit) -> "_Candidate":
-    return _Candidate(hit.id, _language_of(hit), _doc_of(hit), is_sure(hit.payload))
+    return _Candidate(hit.id, _language_of(hit), _doc_of(hit))
 
 
 def _doc_of(hit) -> str:
@@ -191,7 +189,7 @@ class Retriever:
         cands: dict[str, _Candidate] = {}
         for name in ("centred", "raw", "sparse"):
             for h in found.get(name, []):
-                c = cands.get(h.id) or cands.setdefault(h.id, _candidate(h))
+                c = cands.setdefault(h.id, _candidate(h))
                 if name == "centred" or (name == "raw" and not centred) or mode == "sparse":
                     c.score = h.score  # qc·d (q·d uncentred); a sparse search reports its BM25 score
         raw_order = [h.id for h in found.get("raw", [])]
@@ -265,7 +263,7 @@ class Retriever:
                                                               with_vectors=True) if p.vector is not None}
         have = [i for i in ids if i in vec_of]
         if have:
-            scores, unit = self.means.centred_scores(qc, [cands[i].language if cands[i].sure else "und" for i in have],
+            scores, unit = self.means.centred_scores(qc, [cands[i].language for i in have],
                                                      np.stack([vec_of[i] for i in have]))  # (n,), (n, dim)
             for i, sc, v in zip(have, scores, unit):
                 cands[i].score, cands[i].centred = float(sc), v

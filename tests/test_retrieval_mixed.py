@@ -154,6 +154,36 @@ def test_one_language_collection_of_short_strings_gives_the_raw_ranking(tmp_path
             assert [h.id for h in default.search(q, k=10)] == [h.id for h in raw.search(q, k=10)]
 
 
+def test_an_english_chunk_mislabelled_french_scores_as_labelled_english(tmp_path, e5, udhr):
+    """A wrong label that has a mean of its own (the identifier half-guessed an English chunk as French, in a
+    collection holding French) costs the chunk nothing: after the language subspace is removed, centring on the French
+    or the English mean gives the same vector, so no per-candidate confidence is needed at search time."""
+    import uuid
+
+    from lusifer_rag.store import Point
+
+    docs = tmp_path / "d"
+    docs.mkdir()
+    for lang in ("en", "fr"):
+        for a, text in enumerate(udhr(lang)[:15], 1):
+            (docs / f"{lang}_{a:02d}.txt").write_text(text, encoding="utf-8")
+    with open_store(str(tmp_path / "s")) as store:
+        assert Ingestor(store, "c", e5, ChunkingParams(max_tokens=512)).ingest([docs]).exit_code == 0
+        en = next(p for p in store.iter_points("c", with_vectors=True) if p.payload["metadata"]["language"] == "en")
+        copies = {}
+        for label, conf in (("en", 0.95), ("fr", 0.2)):
+            pid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"copy-{label}"))
+            md = {**en.payload["metadata"], "language": label, "language_confidence": conf, "doc_id": pid}
+            copies[label] = pid
+            store.upsert("c", [Point(pid, en.vector, {**en.payload, "metadata": md})])
+        r = Retriever(store, "c", e5, mode="dense", debias="on", feedback_docs=0)
+        for q in ("droit à l'éducation", "right to life", "libertad de expresión"):
+            scores = {h.id: h.score for h in r.search(q, k=40)}
+            assert copies["en"] in scores and copies["fr"] in scores, q
+            assert scores[copies["fr"]] == pytest.approx(scores[copies["en"]], abs=1e-5), q
+        assert set(r.means.means) == {"en", "fr"}
+
+
 def test_short_queries_get_their_language(mixed, e5, udhr):
     """Three- or four-word queries (an article's first words) in the 12 languages of the collection: the language
     the retriever centres on is right for ~all of them, and for most in every language."""
