@@ -114,3 +114,34 @@ def test_unsure_labels_neither_make_a_language_present_nor_a_mean():
     sure = LanguageMeans(_FacetStore(en + [(lab, v, 0.9) for lab, v, _ in la]), "c")
     sure.refresh()
     assert sure.languages() == 2 and sure.shares["la"] == pytest.approx(4 / 50)
+
+
+def test_a_passage_scored_well_in_every_language_outranks_a_one_language_hit():
+    """Translation-group scoring: 3 languages, passage A in all three (each version near the others), a document B in
+    English only (its nearest French/German documents are A's, which score less than B). A's versions score a little
+    below B alone; grouped, every version of A rises above B, B falls, and nothing falls below the lowest score."""
+    from lusifer_rag.rag.language_bias import translation_group_scores
+
+    rng = np.random.default_rng(0)
+    dim = 32
+    a, b, c = (v / np.linalg.norm(v) for v in rng.normal(size=(3, dim)))
+    def near(v):
+        w = v + rng.normal(size=dim) * 0.05
+        return w / np.linalg.norm(w)
+    # documents: A-en, A-fr, A-de, B-en, C-fr (an unrelated French document)
+    vectors = np.stack([near(a), near(a), near(a), near(b), near(c)])
+    languages = ["en", "fr", "de", "en", "fr"]
+    scores = np.array([0.60, 0.58, 0.57, 0.65, 0.20])
+    got = translation_group_scores(scores, vectors, languages, ["en", "fr", "de"])
+    assert got.shape == (5,)
+    assert min(got[:3]) > got[3]  # every version of A above the English-only hit
+    assert got[3] < scores[3]  # B's stand-ins are A's lower-scored versions
+    assert np.all(got >= scores.min() - 1e-12)
+    np.testing.assert_allclose(got[:3], np.mean(scores[:3]))  # A's versions stand in for each other: one group score
+    # a language with no document among the candidates counts the lowest score
+    four = translation_group_scores(scores, vectors, languages, ["en", "fr", "de", "ja"])
+    np.testing.assert_allclose(four[0], (scores[:3].sum() + scores.min()) / 4)
+    # one language, or one document: nothing to group
+    np.testing.assert_array_equal(translation_group_scores(scores, vectors, languages, ["en"]), scores)
+    np.testing.assert_array_equal(translation_group_scores(scores[:1], vectors[:1], languages[:1], ["en", "fr"]),
+                                  scores[:1])

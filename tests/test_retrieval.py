@@ -164,6 +164,8 @@ def test_bad_queries_are_clear_errors(collection, e5):
     for bad in (-1, 1.5, True):
         with pytest.raises(ConfigError, match="feedback_docs must be an integer >= 0; got"):
             Retriever(collection, "udhr", e5, feedback_docs=bad)
+        with pytest.raises(ConfigError, match="translation_pool must be an integer >= 0; got"):
+            Retriever(collection, "udhr", e5, translation_pool=bad)
 
 
 def test_cli_search_and_ask_json(tmp_path, corpus, e5):
