@@ -49,9 +49,9 @@ LANGS = {
 #: bumped when ingestion stores something the retrieval reads (2: the chunks' language confidence), so that a rerun
 #: builds fresh stores instead of measuring on stale ones
 STORE_VERSION = 2
-#: "previous" rows: the centring before the exact-match guard, before the language subspace + feedback, and before
-#: unsure language labels were told apart
-BASELINES = ("e50fe4a", "100797a", "f563cf7")
+#: "previous" rows: the centring before the exact-match guard, before the language subspace + feedback, before
+#: unsure language labels were told apart, and before translation-group scoring
+BASELINES = ("e50fe4a", "100797a", "f563cf7", "250a934")
 
 
 def baseline_retriever(rev: str):
