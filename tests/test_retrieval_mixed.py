@@ -212,49 +212,41 @@ def test_short_queries_in_a_language_the_collection_lacks_stay_uncentred(mixed, 
     assert r.means.centre_query(q, got[0]) is q
 
 
+def _first_sentence_recall_and_own(r, udhr, langs):
+    """Query = an article's first sentence in each of ``langs``; relevant = that article in all 12 languages:
+    (recall@10, the query language's share of the top 10)."""
+    queries = [(lang, a, [s for s in _SENT.split(udhr(lang)[a - 1].replace("\n", " ")) if s.strip()][0])
+               for lang in langs for a in range(1, 31)]
+    rec, own = [], []
+    r.embed_queries([q for _, _, q in queries])
+    for lang, a, q in queries:
+        hits = r.search(q, k=10)
+        rec.append(np.mean([h.source.endswith(f"_{a:02d}.txt") for h in hits]))
+        own.append(np.mean([h.language == lang for h in hits]))
+    return float(np.mean(rec)), float(np.mean(own))
+
+
 @pytest.mark.slow
 def test_feedback_and_the_language_subspace_raise_cross_lingual_recall(mixed, e5, udhr):
-    """Query = an article's first sentence; relevant = that article in all 12 languages. The default (centring in the
-    collection's language-subspace complement, then pseudo-relevance feedback) must find more of them than centring
-    alone, and keep the query's own language near its corpus share."""
-    def recall_and_own(r):
-        rec, own = [], []
-        queries = [(lang, a, [s for s in _SENT.split(udhr(lang)[a - 1].replace("\n", " ")) if s.strip()][0])
-                   for lang in ("en", "sw", "ja", "ar", "ru") for a in range(1, 31)]
-        r.embed_queries([q for _, _, q in queries])
-        for lang, a, q in queries:
-            hits = r.search(q, k=10)
-            rec.append(np.mean([h.source.endswith(f"_{a:02d}.txt") for h in hits]))
-            own.append(np.mean([h.language == lang for h in hits]))
-        return float(np.mean(rec)), float(np.mean(own))
-
+    """The default (centring in the collection's language-subspace complement, then pseudo-relevance feedback) must
+    find more of an article's versions than centring alone, and keep the query's own language near its corpus
+    share."""
+    langs = ("en", "sw", "ja", "ar", "ru")
     centred = Retriever(mixed, "mixed", e5, feedback_docs=0, translation_pool=0)
     centred.means.refresh()
     centred.means._basis = np.zeros((0, 0), np.float32)  # centring on the means alone, as before
-    before = recall_and_own(centred)
-    after = recall_and_own(Retriever(mixed, "mixed", e5, translation_pool=0))
+    before = _first_sentence_recall_and_own(centred, udhr, langs)
+    after = _first_sentence_recall_and_own(Retriever(mixed, "mixed", e5, translation_pool=0), udhr, langs)
     assert after[0] > before[0] + 0.02, (before, after)
     assert after[1] <= max(before[1], 1 / len(LANGS) + 0.05), (before, after)
 
 
 @pytest.mark.slow
 def test_translation_group_scoring_raises_cross_lingual_recall(mixed, e5, udhr):
-    """Query = an article's first sentence; relevant = that article in all 12 languages. Scoring the best documents
-    by their translation groups finds more of the versions than the same search without it, with no more of the
-    query's own language."""
-    queries = [(lang, a, [s for s in _SENT.split(udhr(lang)[a - 1].replace("\n", " ")) if s.strip()][0])
-               for lang in ("en", "sw", "ja", "ar", "ru", "hi") for a in range(1, 31)]
-
-    def recall_and_own(r):
-        rec, own = [], []
-        r.embed_queries([q for _, _, q in queries])
-        for lang, a, q in queries:
-            hits = r.search(q, k=10)
-            rec.append(np.mean([h.source.endswith(f"_{a:02d}.txt") for h in hits]))
-            own.append(np.mean([h.language == lang for h in hits]))
-        return float(np.mean(rec)), float(np.mean(own))
-
-    before = recall_and_own(Retriever(mixed, "mixed", e5, translation_pool=0))
-    after = recall_and_own(Retriever(mixed, "mixed", e5))
+    """Scoring the best documents by their translation groups finds more of an article's versions than the same
+    search without it, with no more of the query's own language."""
+    langs = ("en", "sw", "ja", "ar", "ru", "hi")
+    before = _first_sentence_recall_and_own(Retriever(mixed, "mixed", e5, translation_pool=0), udhr, langs)
+    after = _first_sentence_recall_and_own(Retriever(mixed, "mixed", e5), udhr, langs)
     assert after[0] > before[0] + 0.02, (before, after)  # measured 0.704 -> 0.750, own language 0.121 -> 0.104
     assert after[1] <= before[1], (before, after)
