@@ -218,13 +218,13 @@ def test_smoke_preset_runs_both_stages_into_a_loadable_checkpoint(tmp_path):
     from lusifer_rag.embedder import load_embedder
 
     out = tmp_path / "smoke"
-    t0 = time.time()
-    r = run(TRAIN + ["--preset", "smoke", "--output", str(out)])
+    # the preset as shipped, 8 steps a stage instead of 30 (stage 1's 250k-word softmax is most of the suite's time
+    # here); `--set` reaches both stages of a preset
+    r = run(TRAIN + ["--preset", "smoke", "--output", str(out), "--set", "optim.max_steps=8"])
     assert r.returncode == 0, r.stderr[-3000:]
-    assert time.time() - t0 < 300
     for stage_out in (out / "stage1", out):
         records = metrics(stage_out)
-        assert records and all({"step", "loss"} <= set(m) for m in records)
+        assert [m["step"] for m in records] == list(range(1, 9)) and all("loss" in m for m in records)
     config = json.loads((out / "config.json").read_text())
     assert config["universal_learner_name_or_path"] == "./learner" and (out / "learner" / "tokenizer.json").is_file()
     assert (out / "target" / "config.json").is_file() and not (out / "learner" / "model.safetensors").exists()
