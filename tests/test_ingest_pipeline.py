@@ -192,7 +192,7 @@ def test_kill9_mid_run_then_rerun_completes_without_duplicates(tmp_path, e5, udh
     docs.mkdir()
     n_files = 0
     for lang in ("en", "sw", "fr", "es", "de", "ru", "hi", "ja", "zh", "ar"):
-        for a, text in enumerate(udhr(lang)[:12], 1):
+        for a, text in enumerate(udhr(lang)[:8], 1):
             (docs / f"{lang}_{a:02d}.txt").write_text(text, encoding="utf-8")
             n_files += 1
     env = {**os.environ, "LUSIFER_RAG_STORE": str(tmp_path / "store"), "LUSIFER_RAG_COLLECTION": "k",

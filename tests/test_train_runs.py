@@ -46,12 +46,14 @@ def write_config(path: Path, bases, stage: str, out: Path, **over) -> Path:
     return path
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "LUSIFER_RAG_PROGRESS": "off"}
+def env(threads: int = 1) -> dict[str, str]:
+    """One thread per process where two share the CI's 2 cores; a lone process (same count in runs compared
+    bit for bit) may take both."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "LUSIFER_RAG_PROGRESS": "off"}
 
 
-def run(args: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(args, env=env(), cwd=ROOT, capture_output=True, text=True, timeout=600, **kw)
+def run(args: list[str], threads: int = 1, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(args, env=env(threads), cwd=ROOT, capture_output=True, text=True, timeout=600, **kw)
 
 
 def metrics(out: Path) -> list[dict]:
@@ -101,11 +103,11 @@ def test_two_processes_equal_one(tmp_path, bases, stage, strategy):
 def test_killed_and_resumed_equals_uninterrupted(tmp_path, bases):
     full = tmp_path / "full"
     run_ok = run(TRAIN + [str(write_config(tmp_path / "full.yaml", bases, "finetune", full,
-                                           optim__max_steps=8, model__lora_dropout=0.1))])
+                                           optim__max_steps=8, model__lora_dropout=0.1))], threads=2)
     assert run_ok.returncode == 0, run_ok.stderr[-3000:]
     out = tmp_path / "killed"
     cfg = write_config(tmp_path / "killed.yaml", bases, "finetune", out, optim__max_steps=8, model__lora_dropout=0.1)
-    proc = subprocess.Popen(TRAIN + [str(cfg)], env=env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(TRAIN + [str(cfg)], env=env(2), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     latest = out / "checkpoints" / "latest"
     deadline = time.time() + 300
@@ -114,7 +116,7 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, bases):
     os.kill(proc.pid, signal.SIGKILL)  # mid-run, after the step-4 checkpoint
     proc.wait()
     assert latest.read_text().strip() == "step-0000004" and not (out / "model.safetensors").exists()
-    resumed = run(TRAIN + [str(cfg)])
+    resumed = run(TRAIN + [str(cfg)], threads=2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((out / "run.json").read_text())["resumed_from"] == 4
     a, b = metrics(full), metrics(out)
@@ -144,7 +146,7 @@ def test_a_toy_task_learns_and_the_result_loads_with_lusifer(tmp_path, bases):
     cfg = write_config(tmp_path / "toy.yaml", bases, "finetune", out, data__train=[str(pairs)], optim__max_steps=40,
                        optim__lr=2e-3, global_batch_size=8, gc_chunk_size=8, save_every=100, miner_epsilon=None,
                        eval_dir=str(beir), eval_every=20, eval_metric="ndcg@10")
-    r = run(TRAIN + [str(cfg)])
+    r = run(TRAIN + [str(cfg)], threads=2)
     assert r.returncode == 0, r.stderr[-3000:]
     losses = [m["loss"] for m in metrics(out)]
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
@@ -172,7 +174,7 @@ def test_checkpoint_round_trip_gives_the_trained_models_embeddings(tmp_path, bas
     out = tmp_path / connection
     cfg_path = write_config(tmp_path / "rt.yaml", bases, "finetune", out, model__connection_type=connection,
                             optim__max_steps=3, save_every=100)
-    r = run(TRAIN + [str(cfg_path)])
+    r = run(TRAIN + [str(cfg_path)], threads=2)
     assert r.returncode == 0, r.stderr[-3000:]
     emb = load_embedder(f"lusifer:{out}", device="cpu")
     texts = ["A short text.", "Ein etwas längerer deutscher Satz über Dateien.", "ファイルを開く"]
@@ -220,7 +222,7 @@ def test_smoke_preset_runs_both_stages_into_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "smoke"
     # the preset as shipped, 8 steps a stage instead of 30 (stage 1's 250k-word softmax is most of the suite's time
     # here); `--set` reaches both stages of a preset
-    r = run(TRAIN + ["--preset", "smoke", "--output", str(out), "--set", "optim.max_steps=8"])
+    r = run(TRAIN + ["--preset", "smoke", "--output", str(out), "--set", "optim.max_steps=8"], threads=2)
     assert r.returncode == 0, r.stderr[-3000:]
     for stage_out in (out / "stage1", out):
         records = metrics(stage_out)
