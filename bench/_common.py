@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import atexit
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +17,14 @@ from typing import Any, Callable, Iterator, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 UDHR = ROOT / "tests" / "data" / "udhr"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # benches never reach the hub
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new temporary directory, removed when the bench exits (models and stores written there run to hundreds
+    of MB a run)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 def set_threads(n: int | None) -> int:

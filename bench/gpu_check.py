@@ -219,17 +219,16 @@ def _e5_shape(dry: bool) -> dict:
 
 
 def step_e5(dry: bool) -> dict:
-    import tempfile
-
     import torch
     from transformers import BertConfig, BertModel
 
     sys.path[:0] = [str(BENCH), str(ROOT / "tests")]
+    from _common import scratch_dir
     from embed import mixed_texts
     from lusifer_rag.embedder import load_embedder
     from lusifer_reference import tokenizer as xlmr_tokenizer
 
-    d = Path(tempfile.mkdtemp(prefix="e5-shape-"))
+    d = scratch_dir("e5-shape-")
     cfg = BertConfig(vocab_size=250037, **_e5_shape(dry), max_position_embeddings=512, pad_token_id=1)
     BertModel(cfg, add_pooling_layer=False).save_pretrained(d)
     xlmr_tokenizer().save_pretrained(d)
@@ -252,18 +251,17 @@ def step_e5(dry: bool) -> dict:
 
 
 def step_ingest(dry: bool) -> dict:
-    import tempfile
-
     from transformers import BertConfig, BertModel
 
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path[:0] = [str(BENCH), str(ROOT / "tests")]
+    from _common import scratch_dir
     from lusifer_reference import tokenizer as xlmr_tokenizer
 
     from lusifer_rag.embedder import load_embedder
     from lusifer_rag.ingest.pipeline import Ingestor
     from lusifer_rag.store import open_store
 
-    d = Path(tempfile.mkdtemp(prefix="ingest-"))
+    d = scratch_dir("ingest-")
     BertModel(BertConfig(vocab_size=250037, **_e5_shape(dry), pad_token_id=1),
               add_pooling_layer=False).save_pretrained(d / "model")
     xlmr_tokenizer().save_pretrained(d / "model")

@@ -17,12 +17,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.append(str(ROOT / "bench"))
+from _common import scratch_dir  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from lusifer_rag.ingest.ray_ingest import ingest_with_ray
     from lusifer_rag.store import open_store
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-ray-"))
+    tmp = scratch_dir("bench-ray-")
     docs = tmp / "docs"
     docs.mkdir()
     n_files = write_corpus(docs, args.copies)

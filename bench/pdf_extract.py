@@ -20,12 +20,11 @@ import argparse
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "tests")]
-from _common import header, table  # noqa: E402
+from _common import header, scratch_dir, table  # noqa: E402
 from text_fidelity import glued_share, recall  # noqa: E402
 import xling_data  # noqa: E402
 
@@ -119,7 +118,7 @@ def ingest(path: Path, ocr_pages: int) -> None:
             embed_s[0] += time.perf_counter() - t0
 
     emb.embed_documents = timed_embed
-    work = Path(tempfile.mkdtemp(prefix="bench-pdf-"))
+    work = scratch_dir("bench-pdf-")
     cut = work / f"first-{ocr_pages}-pages.pdf"
     subprocess.run(["qpdf", "--empty", "--pages", str(path), f"1-{ocr_pages}", "--", str(cut)], check=True)
     rows = []

@@ -20,14 +20,13 @@ import argparse
 import json
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, set_threads, table  # noqa: E402
+from _common import header, scratch_dir, set_threads, table  # noqa: E402
 
 SHAPES = {
     "tiny": (dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
@@ -84,7 +83,7 @@ def main() -> None:
 
     cuda = torch.cuda.is_available()
     dev = torch.device("cuda") if cuda else torch.device("cpu")
-    root = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    root = scratch_dir("bench-train-")
     learner, target = base_dirs(root, args.shape)
     cfg = TrainConfig.from_dict({"stage": "finetune", "output_dir": str(root / "out"), "seed": 0,
                                  "global_batch_size": args.batch, "gc_chunk_size": args.chunk,
