@@ -166,6 +166,8 @@ def test_bad_queries_are_clear_errors(collection, e5):
             Retriever(collection, "udhr", e5, feedback_docs=bad)
         with pytest.raises(ConfigError, match="translation_pool must be an integer >= 0; got"):
             Retriever(collection, "udhr", e5, translation_pool=bad)
+    with pytest.raises(ConfigError, match="same_language_pivot must be True or False; got 'yes'"):
+        Retriever(collection, "udhr", e5, same_language_pivot="yes")
 
 
 def test_cli_search_and_ask_json(tmp_path, corpus, e5):
