@@ -11,6 +11,8 @@ a rerun embeds nothing) and searched by the product's Retriever:
   document is the same content in some language. With L language versions relevant, recall@10 needs the right
   group first, so P@1 bounds what re-ranking the candidates can reach; ``en-only P@1`` is the model's own matching
   of a query to the right English document without any other language in the way.
+- own version missing: each topic query again, its own language's version of the passage left out of the search
+  (the language keeps its other documents): collections are rarely fully parallel.
 - known-item queries: a sentence read off a page, in that page's language; success: the chunk holding it in the
   top 5 (no language filter).
 - single-language: the English documents alone, queried in the other languages (relevant: the English document).
@@ -39,7 +41,7 @@ from _common import header, table  # noqa: E402
 import xling_data as X  # noqa: E402
 
 from lusifer_rag.ingest.pipeline import Ingestor  # noqa: E402
-from lusifer_rag.rag.retrieval import Retriever  # noqa: E402
+from lusifer_rag.rag.retrieval import Retriever, SearchFilters  # noqa: E402
 from lusifer_rag.store import open_store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,9 +105,14 @@ def build(s: X.XlingSet, emb, tag: str):
     return store, src
 
 
-def evaluate(retriever, s: X.XlingSet, src: dict, split: str, vectors: dict) -> dict:
-    """Metrics over the queries of ``split``; relevance counts only documents in ``s.languages`` (the collection's)."""
+def evaluate(retriever, s: X.XlingSet, src: dict, split: str, vectors: dict, missing: bool = False) -> dict:
+    """Metrics over the queries of ``split``; relevance counts only documents in ``s.languages`` (the collection's).
+    ``missing``: also each topic query with its own language's version left out of the search (``recall@10 own
+    version missing``): the query's language still has documents, but not this passage."""
     langs = set(s.languages)
+    sources_of = defaultdict(list)
+    for path, doc in src.items():
+        sources_of[doc].append(path)
     per = defaultdict(lambda: defaultdict(list))
     lat = []
     queries = [q for q in s.queries if q.split == split]
@@ -126,13 +133,20 @@ def evaluate(retriever, s: X.XlingSet, src: dict, split: str, vectors: dict) -> 
             per[q.language]["P@1"].append(bool(gains) and gains[0])  # the best document is in the right group
             per[q.language]["recall@10"].append(sum(gains) / min(len(rel), 10))
             per[q.language]["nDCG@10"].append(sum(g / np.log2(i + 2) for i, g in enumerate(gains)) / ideal)
+            own_version = f"{q.group}|{q.language}"
+            if missing and own_version in rel:
+                keep = [p for d, ps in sources_of.items() if d != own_version for p in ps]
+                left = [h for h in retriever.search(q.text, k=60, filters=SearchFilters(sources=keep))]
+                docs_left = list(dict.fromkeys(src[h.source] for h in left))[:10]
+                rel_left = [d for d in rel if d != own_version]
+                per[q.language]["missing@10"].append(sum(d in rel_left for d in docs_left) / min(len(rel_left), 10))
             per[q.language]["own@10"].append(np.mean([d.endswith(f"|{q.language}") for d in docs]) if docs else 0)
     for q in queries[:200]:  # latency of a search as users run it (k=10), the query vector cached
         t0 = time.perf_counter()
         retriever.search(q.text, k=10)
         lat.append(time.perf_counter() - t0)
     means = {m: float(np.mean([v for lang in per for v in per[lang].get(m, [])]))
-             for m in ("recall@10", "nDCG@10", "own@10", "known@5", "P@1") if any(per[lang].get(m) for lang in per)}
+             for m in ("recall@10", "nDCG@10", "own@10", "known@5", "P@1", "missing@10") if any(per[lang].get(m) for lang in per)}
     return {"all": means, "per_language": {lang: {m: float(np.mean(v)) for m, v in ms.items() if v}
                                            for lang, ms in per.items()},
             "ms": 1000 * float(np.median(lat)) if lat else 0.0}
@@ -165,6 +179,7 @@ def main() -> None:
     for rev in baselines:
         rows[f"previous default ({rev})"] = lambda st, c, Old=baseline_retriever(rev): Old(st, c, emb)
     rows["default"] = lambda st, c: Retriever(st, c, emb)
+    rows["default + same-language pivot"] = lambda st, c: Retriever(st, c, emb, same_language_pivot=True)
     for n in args.fetch_k:
         rows[f"default, fetch_k={n}"] = lambda st, c, n=n: Retriever(st, c, emb, fetch_k=n)
     for name in args.sets.split(","):
@@ -175,11 +190,12 @@ def main() -> None:
         vectors = dict(zip(texts, emb.embed_queries(texts)))
         en_only = X.XlingSet(s.name, ["en"], s.docs, [q for q in s.queries if q.kind == "topic" and q.language != "en"])
         for label, make in rows.items():
-            mixed = evaluate(make(store, "mixed"), s, src, args.split, vectors)
+            mixed = evaluate(make(store, "mixed"), s, src, args.split, vectors, missing=True)
             single = evaluate(make(store, "en"), en_only, src, args.split, vectors)
             m = mixed["all"]
             out.append({"mode": label, "recall@10": f3(m.get("recall@10")), "nDCG@10": f3(m.get("nDCG@10")),
-                        "own-lang@10": f3(m.get("own@10")), "P@1": f3(m.get("P@1")), "known@5": f3(m.get("known@5")),
+                        "own-lang@10": f3(m.get("own@10")), "P@1": f3(m.get("P@1")),
+                        "recall@10 own version missing": f3(m.get("missing@10")), "known@5": f3(m.get("known@5")),
                         "en-only recall@10": f3(single["all"].get("recall@10")), "en-only P@1": f3(single["all"].get("P@1")),
                         "search ms p50 (k=10)": f"{mixed['ms']:.1f}"})
             if args.per_language:

@@ -51,7 +51,7 @@ EXACT_MIN_TERMS = 8
 EXACT_COVERAGE = 0.9
 #: cross-language pseudo-relevance feedback: the centred query moves towards the centred vector of its best
 #: FEEDBACK_DOCS documents, with this weight (bench/retrieval_xling.py, tune split), or of the one document in the
-#: query's own language that the uncorrected search ranks first (the same-language pivot, Retriever)
+#: query's own language that the uncorrected search ranks first (the same-language pivot, opt-in: Retriever)
 FEEDBACK_DOCS = 3
 FEEDBACK_WEIGHT = 2.0
 #: translation-group scoring (:func:`translation_group_scores`) over a corrected search's best this-many documents

@@ -93,13 +93,15 @@ class Retriever:
                  debias: str = "auto", sparse_weight: float = 1.0, rrf_k: int = 60, fetch_k: int = 40,
                  exact: bool = False, beams: tuple[int | None, int | None] | None = None,
                  feedback_docs: int = FEEDBACK_DOCS, translation_pool: int = TRANSLATION_POOL,
-                 same_language_pivot: bool = True):
+                 same_language_pivot: bool = False):
         """``exact``: every store query brute force (no HNSW, no quantization): the reference for recall checks.
         ``beams``: the HNSW beams of the (uncentred, centred) dense legs; None: by collection size (LEG_BEAMS).
         ``feedback_docs``: a centred search searches once more with the query expanded by the centred vectors of its
         best this-many documents and re-scores every candidate against it (pseudo-relevance feedback); 0: off.
         ``same_language_pivot``: where the uncorrected search's best document is in the query's language, the
-        feedback uses that document alone instead (:meth:`_feedback_sources`).
+        feedback uses that document alone instead (:meth:`_feedback_sources`). For parallel collections (every
+        passage in every language: translated editions); off by default, since it loses where the query's
+        language lacks the passage.
         ``translation_pool``: a centred search scores its best this-many documents by their translation groups
         (:func:`~lusifer_rag.rag.language_bias.translation_group_scores`); 0: off."""
         from lusifer_rag.embedder.sparse import BM25SparseEncoder
@@ -294,13 +296,14 @@ class Retriever:
     def _feedback_sources(self, cands: dict[str, _Candidate], uncorrected: list[str], dense_order: list[str],
                           query_lang: str) -> list[_Candidate]:
         """The chunks the feedback expands the query with: the best chunk of each of the corrected search's best
-        ``feedback_docs`` documents, or, where the uncorrected search's best chunk is in the query's language,
-        that chunk alone. Matching a query to its own language's version is what the model does best (handbook
-        tune split, first document in the right group: 0.77 uncorrected vs 0.63 corrected), and translations are
-        each other's nearest neighbours, so pivoting on it finds the other versions (tune recall@10 handbook
-        0.573 -> 0.759, UDHR 0.831 -> 0.908, Django 0.928 -> 0.943). Where the collection has no version in the
-        query's language, the uncorrected best is in another language, and pivoting on it lost (UDHR 0.80 ->
-        0.62): the corrected search's best documents serve then. Decided from labels, with no threshold."""
+        ``feedback_docs`` documents; with ``same_language_pivot``, where the uncorrected search's best chunk is in
+        the query's language, that chunk alone. Matching a query to its own language's version is what the model
+        does best, and translations are each other's nearest neighbours, so on parallel collections the pivot finds
+        the other versions (tune recall@10 handbook 0.573 -> 0.759, UDHR 0.831 -> 0.908, Django 0.928 -> 0.943).
+        But where the query's language has other documents and not this passage, its best own-language document is
+        a wrong one the language bias put first, and pivoting on it alone lost (the same sets with the query's own
+        version left out: 0.468 -> 0.191, 0.780 -> 0.524, 0.904 -> 0.714); no rank-agreement rule measured kept
+        the gain without that loss (docs/retrieval.md), so it is not the default."""
         if self.same_language_pivot:
             first = next((cands[i] for i in uncorrected if cands[i].centred is not None), None)
             if first is not None and first.language == query_lang:
