@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
-import atexit
 import platform
 import shutil
 import sys

@@ -136,7 +136,7 @@ def evaluate(retriever, s: X.XlingSet, src: dict, split: str, vectors: dict, mis
             own_version = f"{q.group}|{q.language}"
             if missing and own_version in rel:
                 keep = [p for d, ps in sources_of.items() if d != own_version for p in ps]
-                left = [h for h in retriever.search(q.text, k=60, filters=SearchFilters(sources=keep))]
+                left = retriever.search(q.text, k=60, filters=SearchFilters(sources=keep))
                 docs_left = list(dict.fromkeys(src[h.source] for h in left))[:10]
                 rel_left = [d for d in rel if d != own_version]
                 per[q.language]["missing@10"].append(sum(d in rel_left for d in docs_left) / min(len(rel_left), 10))
