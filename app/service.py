@@ -171,8 +171,7 @@ class RagService:
 
         with self._lock:
             if self._retriever is None:
-                self._retriever = Retriever(self.store, self.collection, self.embedder,
-                                            mode=self.settings.search_mode, debias=self.settings.debias)
+                self._retriever = Retriever.from_settings(self.store, self.collection, self.embedder, self.settings)
             return self._retriever
 
     def search(self, query: str, k: int = 10, languages: Sequence[str] | None = None,
@@ -412,7 +411,8 @@ class RagService:
             "store": {"kind": "Qdrant server" if scheme in ("http", "https") else "embedded (Qdrant Edge)"
                       if scheme == "" else scheme, "location": location, "collection": self.collection},
             "llm": {"backend": self.llm_backend(), "base_url": s.llm_base_url, "model": s.llm_model},
-            "retrieval": {"mode": s.search_mode, "debias": s.debias, "top_k": s.top_k},
+            "retrieval": {"mode": s.search_mode, "debias": s.debias, "same_language_pivot": s.same_language_pivot,
+                          "top_k": s.top_k},
             "reindex": self.reindex_state(),
             "app": {"max_upload_mb": self.options.max_upload_mb, "search_concurrency": self.options.search_concurrency,
                     "auth": "basic auth on" if self.options.auth else "off"},

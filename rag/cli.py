@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -20,6 +21,9 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mmr", action="store_true", help="diversify results (maximal marginal relevance)")
     p.add_argument("--min-score", type=float, help="drop results scoring below this")
     p.add_argument("--debias", choices=["auto", "on", "off"], help="language-bias correction")
+    p.add_argument("--same-language-pivot", action="store_true", default=None,
+                   help="parallel collection (translated editions): expand the query with its best same-language "
+                        "match (default: settings)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--device", help="cpu, cuda, cuda:N")
 
@@ -30,7 +34,7 @@ def make_retriever(settings: Settings, store):
     from .retrieval import Retriever
 
     emb = collection_embedder(store, settings.collection, settings)
-    return Retriever(store, settings.collection, emb, mode=settings.search_mode, debias=settings.debias)
+    return Retriever.from_settings(store, settings.collection, emb, settings)
 
 
 @command("search", "search a collection in any language", _search_args)
@@ -39,6 +43,8 @@ def search_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
     from .retrieval import SearchFilters
 
+    if args.same_language_pivot:
+        settings = dataclasses.replace(settings, same_language_pivot=True)
     with open_store_from(settings) as store:
         retriever = make_retriever(settings, store)
         hits = retriever.search(args.query, k=args.k, filters=SearchFilters(languages=args.lang, sources=args.source),

@@ -76,14 +76,15 @@ class LusiferRetriever(BaseRetriever):
 
     @classmethod
     def from_collection(cls, collection: str, store: str | None = None, settings: Any = None, **kwargs: Any) -> "LusiferRetriever":
-        """Open ``collection`` with the embedder it was built with (store and device from settings)."""
+        """Open ``collection`` with the embedder it was built with (store, device and search options from
+        settings)."""
         from lusifer_rag.runtime import collection_embedder, open_store_from
         from lusifer_rag.settings import Settings
 
         settings = settings or Settings.from_env(store=store)
         st = open_store_from(settings)
         emb = collection_embedder(st, collection, settings)
-        return cls(retriever=Retriever(st, collection, emb), **kwargs)
+        return cls(retriever=Retriever.from_settings(st, collection, emb, settings), **kwargs)
 
     def _search(self, query: str, **overrides: Any) -> list[Document]:
         opts = {"k": self.k, "languages": self.languages, "sources": self.sources, "mode": self.mode,

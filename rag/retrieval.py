@@ -130,6 +130,14 @@ class Retriever:
         self._query_cache: dict[str, np.ndarray] = {}  # repeated queries (UI, sweeps) skip the model
         self._cache_lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, store, collection: str, embedder, settings, **kwargs) -> "Retriever":
+        """A retriever with the settings' search options (``search_mode``, ``debias``, ``same_language_pivot``):
+        the one place the CLI, the app, the LangChain retriever and the eval runner build theirs."""
+        options = {"mode": settings.search_mode, "debias": settings.debias,
+                   "same_language_pivot": settings.same_language_pivot, **kwargs}
+        return cls(store, collection, embedder, **options)
+
     def embed_query(self, query: str) -> np.ndarray:
         with self._cache_lock:
             hit = self._query_cache.get(query)

@@ -64,6 +64,29 @@ def test_retriever_filters_and_per_call_overrides(udhr):
         r.invoke("x", colour="blue")
 
 
+def test_from_collection_takes_the_search_options_from_the_settings(tmp_path, e5, udhr):
+    """``from_collection`` opens a collection by name with the settings' store and search options (it used to build
+    its retriever with the defaults, whatever the settings said)."""
+    from lusifer_rag.settings import Settings
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for lang in ("en", "sw"):
+        (docs / f"{lang}_26.txt").write_text(udhr(lang)[25], encoding="utf-8")
+    store = open_store(str(tmp_path / "store"))
+    Ingestor(store, "fc", e5, ChunkingParams(max_tokens=256), workers=1).ingest([docs])
+    store.close()
+    settings = Settings(store=str(tmp_path / "store"), search_mode="dense", debias="off", same_language_pivot=True)
+    r = LusiferRetriever.from_collection("fc", settings=settings, k=1)
+    try:
+        inner = r.retriever
+        assert (inner.mode, inner.debias, inner.same_language_pivot) == ("dense", "off", True)
+        hits = r.invoke("Ni nani ana haki ya elimu?")
+        assert [Path(h.metadata["source"]).name for h in hits] == ["sw_26.txt"]
+    finally:
+        r.retriever.store.close()
+
+
 def test_embeddings_return_python_floats():
     emb = LusiferEmbeddings(embedder=_shared["e5"])
     v = emb.embed_query("Habari")

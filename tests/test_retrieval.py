@@ -170,7 +170,25 @@ def test_bad_queries_are_clear_errors(collection, e5):
         Retriever(collection, "udhr", e5, same_language_pivot="yes")
 
 
-def test_cli_search_and_ask_json(tmp_path, corpus, e5):
+def test_the_settings_choose_the_search_options(collection, e5):
+    """The CLI, the app, the LangChain retriever and the eval runner build their retriever from the settings: the
+    environment's search mode, correction and pivot reach it, and an explicit argument still wins."""
+    from lusifer_rag.errors import ConfigError
+    from lusifer_rag.settings import Settings
+
+    env = {"LUSIFER_RAG_SEARCH_MODE": "dense", "LUSIFER_RAG_DEBIAS": "off", "LUSIFER_RAG_SAME_LANGUAGE_PIVOT": "yes"}
+    r = Retriever.from_settings(collection, "udhr", e5, Settings.from_env(env))
+    assert (r.mode, r.debias, r.same_language_pivot) == ("dense", "off", True)
+    default = Retriever.from_settings(collection, "udhr", e5, Settings.from_env({}))
+    assert (default.mode, default.debias, default.same_language_pivot) == ("hybrid", "auto", False)
+    assert Retriever.from_settings(collection, "udhr", e5, Settings.from_env(env), mode="sparse").mode == "sparse"
+    with pytest.raises(ConfigError, match="LUSIFER_RAG_SAME_LANGUAGE_PIVOT='maybe' is not a valid"):
+        Settings.from_env({"LUSIFER_RAG_SAME_LANGUAGE_PIVOT": "maybe"})
+    with pytest.raises(ConfigError, match="debias 'sometimes' is not valid"):
+        Retriever.from_settings(collection, "udhr", e5, Settings(debias="sometimes"))
+
+
+def test_cli_search_and_ask_json(tmp_path, corpus, e5, udhr):
     env = {**os.environ, "LUSIFER_RAG_STORE": str(tmp_path / "store"), "LUSIFER_RAG_COLLECTION": "udhr"}
     run = lambda *a: subprocess.run([sys.executable, "-m", "lusifer_rag", *a], env=env, cwd=ROOT,  # noqa: E731
                                     capture_output=True, text=True, timeout=600)
@@ -186,6 +204,11 @@ def test_cli_search_and_ask_json(tmp_path, corpus, e5):
     ans = json.loads(a.stdout)
     assert ans["language"] == "sw" and ans["extractive"] and ans["citations"]
     assert all(c["source"] for c in ans["citations"])
+    pivot = run("search", udhr("sw")[2], "--k", "5", "--same-language-pivot", "--json")  # no filter: all languages
+    assert pivot.returncode == 0, pivot.stderr
+    rows = json.loads(pivot.stdout)
+    assert rows[0]["language"] == "sw" and Path(rows[0]["source"]).name == "sw_03.txt"
+    assert {Path(r["source"]).name for r in rows} == {f"{lang}_03.txt" for lang in LANGS}
     missing = run("search", "x", "--collection", "nope")
     assert missing.returncode == 2 and "no collection 'nope'" in missing.stderr
 

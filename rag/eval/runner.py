@@ -202,7 +202,7 @@ def evaluate_pipeline(search_fn: SearchFn, dataset: BeirDataset, k_values: Seque
 def pipeline_search_fn(embedder_spec: str, dataset: BeirDataset, settings: Any) -> SearchFn:
     """``search_fn`` over the real pipeline: the corpus is written as files, ingested (loading, language id,
     chunking, embedding, store) into a temporary embedded collection, and searched with the product's retriever
-    (``settings.search_mode``, ``settings.debias``). Ranked documents are the best chunk per document."""
+    (:meth:`Retriever.from_settings`). Ranked documents are the best chunk per document."""
     import atexit
     import shutil
     import tempfile
@@ -231,7 +231,7 @@ def pipeline_search_fn(embedder_spec: str, dataset: BeirDataset, settings: Any) 
     failed = report.by_status("failed")
     if failed:
         raise ConfigError(f"{len(failed)} corpus documents could not be ingested, e.g. {failed[0].message}")
-    retriever = Retriever(store, "eval", emb, mode=settings.search_mode, debias=settings.debias)
+    retriever = Retriever.from_settings(store, "eval", emb, settings)
     n_chunks = store.count("eval")
 
     def search(text: str, k: int) -> list[tuple[str, float]]:
