@@ -104,7 +104,8 @@ def step_tests(dry: bool) -> dict:
     if not dry:
         # in one process: the GPU machine's image has no pytest-xdist for the project's "-n 2"
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
-                            "-o", "addopts=-ra", "tests/test_lusifer_stages.py"], cwd=ROOT, capture_output=True, text=True, timeout=100)
+                            "-o", "addopts=-ra", "tests/test_lusifer_stages.py"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=100)
         out["pytest -m gpu"] = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr[-300:]
         if r.returncode not in (0, 5):
             raise RuntimeError(f"gpu tests failed: {r.stdout[-2000:]}")

@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        overrides = {k: getattr(args, k, None) for k in ("embedder", "device", "dtype", "store", "collection")}
+        overrides = {k: getattr(args, k, None)
+                     for k in ("embedder", "device", "dtype", "store", "collection", "same_language_pivot")}
         settings = Settings.from_env(**overrides)
         return _COMMANDS[args.command][1](args, settings)
     except LusiferRagError as e:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
@@ -43,8 +42,6 @@ def search_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
     from .retrieval import SearchFilters
 
-    if args.same_language_pivot:
-        settings = dataclasses.replace(settings, same_language_pivot=True)
     with open_store_from(settings) as store:
         retriever = make_retriever(settings, store)
         hits = retriever.search(args.query, k=args.k, filters=SearchFilters(languages=args.lang, sources=args.source),

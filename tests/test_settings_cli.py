@@ -47,3 +47,21 @@ def test_cli_models_lists_kinds_and_settings(capsys):
 def test_cli_without_command_prints_help(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_cli_search_flags_reach_the_settings(monkeypatch):
+    """``search --same-language-pivot`` (like --store and --collection) overrides the environment's settings;
+    without the flag the environment decides. The command's run is replaced to read the settings it gets."""
+    from lusifer_rag import cli
+
+    cli.build_parser()  # registers the commands
+    add_arguments, _, help = cli._COMMANDS["search"]
+    got = []
+    monkeypatch.setitem(cli._COMMANDS, "search", (add_arguments, lambda args, settings: got.append(settings) or 0, help))
+    for name in ("LUSIFER_RAG_SAME_LANGUAGE_PIVOT", "LUSIFER_RAG_COLLECTION"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["search", "q", "--same-language-pivot", "--collection", "c1"]) == 0
+    assert main(["search", "q"]) == 0
+    monkeypatch.setenv("LUSIFER_RAG_SAME_LANGUAGE_PIVOT", "1")
+    assert main(["search", "q"]) == 0
+    assert [(s.same_language_pivot, s.collection) for s in got] == [(True, "c1"), (False, "documents"), (True, "documents")]
