@@ -176,4 +176,9 @@ def test_settings_view_describes_the_runtime(app):
     assert info["embedder"]["spec"] == "e5-small" and info["embedder"]["fingerprint"] == app.service.embedder.fingerprint
     assert info["store"]["kind"].startswith("embedded") and info["store"]["location"].endswith("store")
     assert info["llm"]["backend"] == "extractive"
+    s = app.service.settings
+    assert info["retrieval"] == {"mode": s.search_mode, "debias": s.debias,
+                                 "same_language_pivot": s.same_language_pivot, "top_k": s.top_k}
+    r = app.service.retriever()  # built from the same settings
+    assert (r.mode, r.debias, r.same_language_pivot) == (s.search_mode, s.debias, s.same_language_pivot)
     json.dumps(info)  # shown as JSON in the Settings tab
