@@ -13,6 +13,10 @@ a rerun embeds nothing) and searched by the product's Retriever:
   of a query to the right English document without any other language in the way.
 - own version missing: each topic query again, its own language's version of the passage left out of the search
   (the language keeps its other documents): collections are rarely fully parallel.
+- half-parallel: the search restricted to a fixed half of the documents (each kept with probability 1/2, by a hash
+  of its id; the same half for every row), as a collection where only some passages are translated into some
+  languages; relevant: the kept versions. Reported apart for the queries whose own version was kept and those
+  whose own version was not (then the query's language holds other passages only).
 - known-item queries: a sentence read off a page, in that page's language; success: the chunk holding it in the
   top 5 (no language filter).
 - single-language: the English documents alone, queried in the other languages (relevant: the English document).
@@ -27,6 +31,7 @@ split (the other, ``tune``, is what choices were made on).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import subprocess
 import sys
 import time
@@ -105,14 +110,22 @@ def build(s: X.XlingSet, emb, tag: str):
     return store, src
 
 
+def half_of(s: X.XlingSet) -> set[str]:
+    """The documents of the half-parallel variant: each kept with probability 1/2, by a hash of its id."""
+    return {d.id for d in s.docs if int(hashlib.sha1(f"half|{d.id}".encode()).hexdigest(), 16) % 2 == 0}
+
+
 def evaluate(retriever, s: X.XlingSet, src: dict, split: str, vectors: dict, missing: bool = False) -> dict:
     """Metrics over the queries of ``split``; relevance counts only documents in ``s.languages`` (the collection's).
     ``missing``: also each topic query with its own language's version left out of the search (``recall@10 own
-    version missing``): the query's language still has documents, but not this passage."""
+    version missing``): the query's language still has documents, but not this passage; and each topic query on
+    the half-parallel variant (:func:`half_of`; ``half_kept@10`` / ``half_not_kept@10``)."""
     langs = set(s.languages)
     sources_of = defaultdict(list)
     for path, doc in src.items():
         sources_of[doc].append(path)
+    half = half_of(s)
+    half_filter = SearchFilters(sources=[p for d, ps in sources_of.items() if d in half for p in ps])
     per = defaultdict(lambda: defaultdict(list))
     lat = []
     queries = [q for q in s.queries if q.split == split]
@@ -140,13 +153,20 @@ def evaluate(retriever, s: X.XlingSet, src: dict, split: str, vectors: dict, mis
                 docs_left = list(dict.fromkeys(src[h.source] for h in left))[:10]
                 rel_left = [d for d in rel if d != own_version]
                 per[q.language]["missing@10"].append(sum(d in rel_left for d in docs_left) / min(len(rel_left), 10))
+            rel_half = [d for d in rel if d in half]
+            if missing and rel_half:
+                hits_half = retriever.search(q.text, k=60, filters=half_filter)
+                docs_half = list(dict.fromkeys(src[h.source] for h in hits_half))[:10]
+                key = "half_kept@10" if own_version in half else "half_not_kept@10"
+                per[q.language][key].append(sum(d in rel_half for d in docs_half) / min(len(rel_half), 10))
             per[q.language]["own@10"].append(np.mean([d.endswith(f"|{q.language}") for d in docs]) if docs else 0)
     for q in queries[:200]:  # latency of a search as users run it (k=10), the query vector cached
         t0 = time.perf_counter()
         retriever.search(q.text, k=10)
         lat.append(time.perf_counter() - t0)
     means = {m: float(np.mean([v for lang in per for v in per[lang].get(m, [])]))
-             for m in ("recall@10", "nDCG@10", "own@10", "known@5", "P@1", "missing@10") if any(per[lang].get(m) for lang in per)}
+             for m in ("recall@10", "nDCG@10", "own@10", "known@5", "P@1", "missing@10", "half_kept@10",
+                       "half_not_kept@10") if any(per[lang].get(m) for lang in per)}
     return {"all": means, "per_language": {lang: {m: float(np.mean(v)) for m, v in ms.items() if v}
                                            for lang, ms in per.items()},
             "ms": 1000 * float(np.median(lat)) if lat else 0.0}
@@ -195,7 +215,9 @@ def main() -> None:
             m = mixed["all"]
             out.append({"mode": label, "recall@10": f3(m.get("recall@10")), "nDCG@10": f3(m.get("nDCG@10")),
                         "own-lang@10": f3(m.get("own@10")), "P@1": f3(m.get("P@1")),
-                        "recall@10 own version missing": f3(m.get("missing@10")), "known@5": f3(m.get("known@5")),
+                        "recall@10 own version missing": f3(m.get("missing@10")),
+                        "half-parallel own kept / not kept": f"{f3(m.get('half_kept@10'))} / {f3(m.get('half_not_kept@10'))}",
+                        "known@5": f3(m.get("known@5")),
                         "en-only recall@10": f3(single["all"].get("recall@10")), "en-only P@1": f3(single["all"].get("P@1")),
                         "search ms p50 (k=10)": f"{mixed['ms']:.1f}"})
             if args.per_language:
