@@ -57,8 +57,8 @@ def bound(s: X.XlingSet, store, src: dict, emb, split: str) -> dict[str, float]:
     chunk_doc = np.array([index[src[p.payload["metadata"]["source"]]] for p in points])  # (chunks,)
     doc_lang = np.array([d.split("|")[1] for d in docs])
     doc_group = np.array([d.split("|")[0] for d in docs])
-    groups = sorted(set(doc_group))
-    group_of = np.array([groups.index(g) for g in doc_group])  # (docs,)
+    groups, group_of = np.unique(doc_group, return_inverse=True)  # (groups,), (docs,)
+    group_size = np.bincount(group_of)  # (groups,)
     in_lang = {lang: np.flatnonzero(doc_lang == lang) for lang in s.languages}
 
     means = LanguageMeans(store, "mixed")
@@ -69,8 +69,7 @@ def bound(s: X.XlingSet, store, src: dict, emb, split: str) -> dict[str, float]:
     retriever = Retriever(store, "mixed", emb, debias="off")
     only = {lang: SearchFilters(sources=[p for p, d in src.items() if d.split("|")[1] == lang]) for lang in s.languages}
     queries = [q for q in s.queries if q.split == split and q.kind == "topic"]
-    qvecs = emb.embed_queries([q.text for q in queries])  # (n, dim)
-    retriever._query_cache.update(zip([q.text for q in queries], qvecs))
+    qvecs = retriever.embed_queries([q.text for q in queries])  # (n, dim), one batch, cached for its searches
 
     def group_first(group_scores: np.ndarray, q) -> bool:
         return groups[int(np.argmax(group_scores))] == q.group
@@ -78,7 +77,7 @@ def bound(s: X.XlingSet, store, src: dict, emb, split: str) -> dict[str, float]:
     def per_group(doc_values: np.ndarray, mean: bool = False) -> np.ndarray:
         total = np.zeros(len(groups))
         np.add.at(total, group_of, doc_values)
-        return total / np.bincount(group_of, minlength=len(groups)) if mean else total
+        return total / group_size if mean else total
 
     rows = defaultdict(list)
     for q, qv in zip(queries, qvecs):
