@@ -27,17 +27,21 @@ def serve_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from lusifer_rag.errors import ConfigError
     from lusifer_rag.runtime import open_store_from
 
+    from .access import LOCAL, LOOPBACK
     from .service import AppOptions, RagService
     from .ui import build_app, launch
 
     options = AppOptions.from_settings(settings)
+    options.host = args.host
     if args.max_upload_mb is not None:
         if args.max_upload_mb <= 0:
             raise ConfigError(f"--max-upload-mb must be positive; got {args.max_upload_mb}")
         options.max_upload_mb = args.max_upload_mb
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not options.auth:
-        print(f"warning: serving on {args.host} without authentication; set LUSIFER_RAG_AUTH_USER and "
-              "LUSIFER_RAG_AUTH_PASSWORD to require a login", file=sys.stderr)
+    if args.host not in LOOPBACK and not options.auth:
+        level = options.anonymous_access or "read"
+        print(f"warning: serving on {args.host} without a login: anyone who reaches the port gets {level!r} access "
+              "(LUSIFER_RAG_ANONYMOUS_ACCESS); set LUSIFER_RAG_AUTH_USER and LUSIFER_RAG_AUTH_PASSWORD to require one",
+              file=sys.stderr)
     with open_store_from(settings) as store:
         service = RagService(settings, store, embedder_spec=args.embedder, options=options)
         problem = service.problem()
@@ -45,7 +49,8 @@ def serve_cmd(args: argparse.Namespace, settings: Settings) -> int:
             print(f"warning: {problem}", file=sys.stderr)
         if args.ingest_sample and not problem:
             report = service.ingest_sample(
-                lambda u: print(f"[{u.done}/{u.total}] {u.result.status} {u.result.source}", file=sys.stderr))
+                lambda u: print(f"[{u.done}/{u.total}] {u.result.status} {u.result.source}", file=sys.stderr),
+                principal=LOCAL)
             print(report.summary(), file=sys.stderr)
         demo = build_app(service)
         print(f"lusifer-rag: collection {settings.collection!r} in {settings.store_location}, "

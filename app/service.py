@@ -19,12 +19,37 @@ import numpy as np
 from lusifer_rag.errors import ConfigError, RagError, StoreError
 from lusifer_rag.settings import Settings
 
+from .access import AccessPolicy, Principal
+
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "sample_corpus" / "documents"
 DEFAULT_MAX_UPLOAD_MB = 50
 # highlights: the hits' sentence vectors are stored at ingest; chunks without them are embedded per search,
 # so that work is bounded (ingest/sentence_vectors.py caps the sentences per chunk)
 MAX_HIGHLIGHT_HITS = 5  # hits below it show their text without a highlight
 SENTENCE_CACHE_SIZE = 4096  # passages (ingested without sentence vectors) whose sentence vectors are kept
+
+
+MAX_K = 100  # most passages one search or answer returns
+MAX_QUERY_CHARS = 2000  # a query longer than a page is not a question
+
+
+def check_k(k) -> int:
+    """``k`` as an int in 1..MAX_K, or a RagError saying what was given and what is allowed."""
+    if isinstance(k, bool) or not isinstance(k, (int, float, str)):
+        raise RagError(f"k must be a whole number from 1 to {MAX_K}; got {type(k).__name__}")
+    try:
+        value = int(k) if not isinstance(k, float) or k.is_integer() else None
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= MAX_K:
+        raise RagError(f"k must be a whole number from 1 to {MAX_K}; got {str(k)[:20]!r}")
+    return value
+
+
+def check_query(text: str, what: str) -> None:
+    if len(text) > MAX_QUERY_CHARS:
+        raise RagError(f"the {what} has {len(text):,} characters; at most {MAX_QUERY_CHARS:,} are searched "
+                       "(ask about one thing, in a sentence or two)")
 
 
 @dataclass
@@ -50,6 +75,8 @@ class AppOptions:
     search_concurrency: int = 32  # searches merge their embeddings (embedder queue): concurrency is cheap
     ingest_workers: int | None = None  # parse/chunk processes; None: Ingestor's default (0 with a CPU embedder)
     auth: tuple[str, str] | None = None
+    anonymous_access: str | None = None  # see Settings.anonymous_access
+    host: str = "127.0.0.1"  # where the app listens (decides the default anonymous access)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "AppOptions":
@@ -65,7 +92,7 @@ class AppOptions:
             if getattr(s, name) <= 0:
                 raise ConfigError(f"LUSIFER_RAG_{name.upper()}={getattr(s, name)!r} is not valid; give a positive integer")
         return cls(max_upload_mb=s.max_upload_mb, search_concurrency=s.search_concurrency,
-                   auth=(s.auth_user, s.auth_password) if s.auth_user else None)
+                   auth=(s.auth_user, s.auth_password) if s.auth_user else None, anonymous_access=s.anonymous_access)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -90,6 +117,10 @@ class RagService:
 
         self.settings, self.store, self.collection = settings, store, settings.collection
         self.options = options or AppOptions()
+        if self.options.auth is None and self.options.anonymous_access == "none":
+            raise ConfigError("LUSIFER_RAG_ANONYMOUS_ACCESS=none without a login would refuse everyone; set "
+                              "LUSIFER_RAG_AUTH_USER and LUSIFER_RAG_AUTH_PASSWORD too")
+        self.policy = AccessPolicy(self.options.auth, self.options.anonymous_access, self.options.host)
         self._lock = threading.Lock()  # guards lazily built members
         self._ingest_lock = threading.Lock()
         self._retriever = None
@@ -181,9 +212,11 @@ class RagService:
 
         if not isinstance(query, str) or not query.strip():
             raise RagError("type something to search for (the query is empty)")
+        check_query(query, "query")
+        k = check_k(k)
         if not self.search_check():
             return []
-        chunks = self.retriever().search(query.strip(), k=int(k), mode=mode or None,
+        chunks = self.retriever().search(query.strip(), k=k, mode=mode or None,
                                          filters=SearchFilters(languages=list(languages or []) or None,
                                                                sources=list(sources or []) or None))
         spans = self.highlight(query, chunks) if highlight else [None] * len(chunks)
@@ -246,6 +279,8 @@ class RagService:
 
         if not isinstance(question, str) or not question.strip():
             raise RagError("ask a question (it is empty)")
+        check_query(question, "question")
+        k = check_k(k) if k else None
         self.check()
         contexts = []
         if self.exists():
@@ -282,51 +317,96 @@ class RagService:
                                           sentence_vectors=self.settings.sentence_vectors)
             return self._ingestor
 
+    def uploads(self):
+        from lusifer_rag.ingest.identity import Uploads
+
+        return Uploads(Path(self.settings.data_dir) / "uploads", self.collection)
+
     def ingest(self, files: Sequence[tuple[str, str | os.PathLike]],
-               on_progress: Callable[[IngestProgress], None] | None = None):
-        """Ingest ``(source name, path)`` pairs; returns the IngestReport (per-file status and reasons)."""
+               on_progress: Callable[[IngestProgress], None] | None = None, on_conflict: str = "replace", *,
+               principal: Principal):
+        """Ingest uploaded ``(name, path)`` pairs (name: the file's name or path relative to what was uploaded);
+        returns the IngestReport (per-file status and reasons). Each file gets a unique source
+        (ingest/identity.py): a name a document already has replaces it (``on_conflict="replace"``) or is kept beside
+        it under a numbered name (``"keep"``). The files are moved out of the web server's temp dir; the original of
+        each document is kept under the data dir until the document is deleted."""
+        import secrets
+
+        from lusifer_rag.ingest.identity import assign_sources
+
+        principal.require("write", "add documents")
         if not files:
             raise RagError("no files given: choose files or a folder to upload")
         self.check()
         ing = self.ingestor()
+        uploads, token = self.uploads(), secrets.token_hex(8)
         with self._ingest_lock:
-            ing.on_progress = (lambda done, total, result: on_progress(IngestProgress(done, total, result))) \
-                if on_progress else None
+            existing = {md.get("source", "") for md in ing.documents().values()} if on_conflict == "keep" else ()
+            sources = assign_sources([name for name, _ in files], existing, on_conflict)
+            staged = {src: uploads.stage(path, i, token) for i, (src, (_, path)) in enumerate(zip(sources, files))}
+            where = {str(p): src for src, p in staged.items()}
+            ing.on_progress = (lambda done, total, result: on_progress(
+                IngestProgress(done, total, _without_paths(result, where)))) if on_progress else None
             try:
-                return ing.ingest_files([(str(s), Path(p)) for s, p in files])
+                report = ing.ingest_files([(src, staged[src]) for src in sources])
+                for r in report.results:
+                    _without_paths(r, where)
+                    if r.status in ("ingested", "replaced", "skipped") and r.doc_id and staged[r.source].exists():
+                        uploads.keep(staged[r.source], r.doc_id, r.source)
+                return report
             finally:
                 ing.on_progress = None
+                uploads.clear_staging(token)
                 self._search_checked = -1.0
 
-    def ingest_sample(self, on_progress=None):
+    def ingest_sample(self, on_progress=None, *, principal: Principal):
         """Ingest the bundled multilingual sample corpus (idempotent: unchanged files are skipped)."""
+        import shutil
+        import tempfile
+
         files = sorted(p for p in SAMPLE_CORPUS.iterdir() if p.is_file())
-        return self.ingest([(f"sample/{p.name}", p) for p in files], on_progress)
+        with tempfile.TemporaryDirectory() as tmp:  # copies: ingest() moves what it is given
+            copies = [(f"sample/{p.name}", shutil.copyfile(p, Path(tmp) / p.name)) for p in files]
+            return self.ingest(copies, on_progress, principal=principal)
 
     def documents(self) -> list[dict]:
-        """One row per document: source, title, language, pages, chunks, ingested_at, doc_id (sorted by source)."""
+        """One row per document: source, title, language, pages, chunks, ingested_at, doc_id, content_hash (sorted
+        by source)."""
         if not self.exists():
             return []
         self.check()
         rows = [{"source": md.get("source", ""), "title": md.get("title", ""),
                  "language": md.get("doc_language") or md.get("language", ""), "pages": md.get("pages", 0),
-                 "chunks": md.get("chunk_count", 0), "ingested_at": md.get("ingested_at", ""), "doc_id": doc_id}
+                 "chunks": md.get("chunk_count", 0), "ingested_at": md.get("ingested_at", ""), "doc_id": doc_id,
+                 "content_hash": md.get("content_hash", "")}
                 for doc_id, md in self.ingestor().documents().items()]
         return sorted(rows, key=lambda r: r["source"])
 
-    def delete(self, source: str) -> int:
-        """Delete a document by its source name; returns the chunks removed."""
-        if not source:
-            raise RagError("choose a document to delete")
-        known = {d["source"] for d in self.documents()}
-        if source not in known:
-            raise RagError(f"no document {source!r} in collection {self.collection!r}; "
-                           f"there are {len(known)} documents")
+    def delete(self, documents: str | Sequence[str], *, principal: Principal) -> dict:
+        """Delete documents, each given by its id or its source; all are checked before any is deleted. Returns
+        ``{"deleted": [{"doc_id", "source", "chunks"}], "chunks": total}``; their kept originals go too."""
+        principal.require("write", "delete documents")
+        wanted = [documents] if isinstance(documents, str) else list(documents or [])
+        wanted = [w for w in wanted if isinstance(w, str) and w]
+        if not wanted:
+            raise RagError("choose the documents to delete")
+        docs = self.documents()
+        by_key = {d["doc_id"]: d for d in docs} | {d["source"]: d for d in docs}
+        unknown = [w for w in wanted if w not in by_key]
+        if unknown:
+            raise RagError(f"no document {unknown[0]!r} in collection {self.collection!r} (give a document id or "
+                           f"source from the documents list; there are {len(docs)} documents)")
+        targets = list({by_key[w]["doc_id"]: by_key[w] for w in wanted}.values())
+        out = []
         with self._ingest_lock:
             try:
-                return self.ingestor().delete_document(source=source)
+                for d in targets:
+                    n = self.ingestor().delete_document(doc_id=d["doc_id"])
+                    self.uploads().remove(d["doc_id"])
+                    out.append({"doc_id": d["doc_id"], "source": d["source"], "chunks": n})
             finally:
                 self._search_checked = -1.0
+        return {"deleted": out, "chunks": sum(d["chunks"] for d in out)}
 
     def stats(self) -> dict:
         from lusifer_rag.ingest.cli import collection_stats
@@ -341,12 +421,13 @@ class RagService:
         return out
 
     # ---- re-index ----------------------------------------------------------------------------------
-    def start_reindex(self, spec: str, drop_old: bool = False) -> str:
+    def start_reindex(self, spec: str, drop_old: bool = False, *, principal: Principal) -> str:
         """Re-embed the collection with embedder ``spec`` in a background thread while searches go on with the
         current one; the app switches to it when it is done (see ``check``). Returns a status line."""
         from lusifer_rag.ingest.reindex import Reindexer
         from lusifer_rag.runtime import get_embedder
 
+        principal.require("admin", "re-index the collection")
         if not isinstance(spec, str) or not spec.strip():
             raise RagError("give the embedder spec to re-index with (e.g. lusifer:/models/lusifer or e5-small)")
         if not self.exists():
@@ -417,6 +498,14 @@ class RagService:
             "app": {"max_upload_mb": self.options.max_upload_mb, "search_concurrency": self.options.search_concurrency,
                     "auth": "basic auth on" if self.options.auth else "off"},
         }
+
+
+def _without_paths(result, where: dict[str, str]):
+    """``result`` with the server paths of staged uploads in its message replaced by their names."""
+    for path, name in where.items():
+        if path in result.message:
+            result.message = result.message.replace(path, name)
+    return result
 
 
 @dataclass

@@ -17,10 +17,12 @@ import gradio as gr
 
 from lusifer_rag.errors import LusiferRagError
 
+from .access import Principal
+from .render import citation_html, extractive_answer_html, llm_answer_html, plain_html, render_hits
 from .service import RagService, ReportView
 
 QUERY_GROUP, INGEST_GROUP, DOCS_GROUP = "query", "ingest", "documents"
-DOC_COLUMNS = ["source", "language", "pages", "chunks", "ingested at"]
+DOC_COLUMNS = ["source", "id", "sha256", "language", "pages", "chunks", "ingested at"]
 ERROR_COLUMNS = ["file", "reason", "message"]
 EXTRACTIVE_NOTE = ("*Extractive answers: no language model is configured, so answers are the sentences of your "
                    "documents that best match the question, quoted as they are (set LUSIFER_RAG_LLM_BASE_URL "
@@ -57,42 +59,15 @@ def _user_errors(fn):
     return call
 
 
-# ---- rendering ---------------------------------------------------------------------------------------
-def _page_label(page: Any, page_end: Any = None) -> str:
-    if not page:
-        return ""
-    return f"p. {page}" + (f"–{page_end}" if page_end and page_end != page else "")
-
-
-def render_hits(hits: list[dict]) -> str:
-    if not hits:
-        return "<p class='lr-empty'>No results. Upload documents in the <b>Documents</b> tab, or widen the filters.</p>"
-    cards = []
-    for h in hits:
-        text = h["text"]
-        span = h.get("highlight")
-        if span:
-            a, b = span
-            body = html.escape(text[:a]) + "<mark>" + html.escape(text[a:b]) + "</mark>" + html.escape(text[b:])
-        else:
-            body = html.escape(text)
-        page = _page_label(h.get("page"), h.get("page_end"))
-        cards.append(
-            f"<div class='lr-hit' data-rank='{h['rank']}'><div class='lr-meta'><b>{h['rank']}.</b> "
-            f"<span class='lr-source'>{html.escape(h['source'])}</span>"
-            + (f" · <span class='lr-page'>{page}</span>" if page else "")
-            + f" · <span class='lr-lang'>{html.escape(h['language'])}</span>"
-            f" · score <span class='lr-score'>{h['score']:.3f}</span></div>"
-            f"<div class='lr-passage'>{body}</div></div>")
-    return "\n".join(cards)
-
-
+# ---- rendering (app/render.py) -------------------------------------------------------------------------
 def citation_message(c) -> dict:
     """A collapsible chat message (click its title) with the cited passage, its document and page."""
-    chunk = c.chunk
-    where = " · ".join(x for x in (chunk.source, _page_label(chunk.page, chunk.page_end), chunk.language) if x)
-    return {"role": "assistant", "content": f"{chunk.text}\n\n— {where}",
-            "metadata": {"title": f"[{c.number}] {where}", "status": "done"}}
+    title, body = citation_html(c.number, c.chunk)
+    return {"role": "assistant", "content": body, "metadata": {"title": title, "status": "done"}}
+
+
+def answer_html(answer) -> str:
+    return extractive_answer_html(answer.text) if answer.extractive else llm_answer_html(answer.text)
 
 
 def language_choices() -> list[tuple[str, str]]:
@@ -104,7 +79,13 @@ def language_choices() -> list[tuple[str, str]]:
 
 
 def _doc_rows(docs: list[dict]) -> list[list]:
-    return [[d["source"], d["language"], d["pages"], d["chunks"], d["ingested_at"]] for d in docs]
+    return [[d["source"], d["doc_id"][:8], (d.get("content_hash") or "")[:12], d["language"], d["pages"], d["chunks"],
+             d["ingested_at"]] for d in docs]
+
+
+def _doc_choices(docs: list[dict]) -> list[tuple[str, str]]:
+    """(label, doc id) for the delete picker: the source, with the id where two sources look alike."""
+    return [(f"{d['source']} · {d['doc_id'][:8]}", d["doc_id"]) for d in docs]
 
 
 def _stats_rows(stats: dict) -> list[list]:
@@ -126,21 +107,31 @@ def _stats_md(stats: dict) -> str:
 # ---- the app -----------------------------------------------------------------------------------------
 def build_app(service: RagService) -> gr.Blocks:
     opts = service.options
+    policy = service.policy
+
+    def caller(request: gr.Request | None) -> Principal:
+        """The principal of the event's request (Gradio's user name comes from app/server.py's session)."""
+        return policy.principal_of_username(getattr(request, "username", None))
+
+    def reading(request: gr.Request | None, action: str) -> None:
+        caller(request).require("read", action)
 
     # -- plain functions behind the events and the API --
     @_user_errors
     def search_api(query: str, languages: list[str] | None = None, sources: list[str] | None = None,
-                   k: int = 10, highlight: bool = True) -> list[dict]:
+                   k: int = 10, highlight: bool = True, request: gr.Request = None) -> list[dict]:
         """Search the collection in any language. Returns ranked passages with source, page, language,
         score, text and (highlight=True) the character span of the sentence closest to the query."""
-        return [h.to_json() for h in service.search(query, k=int(k or 10), languages=languages, sources=sources,
-                                                    highlight=bool(highlight))]
+        reading(request, "search")
+        return [h.to_json() for h in service.search(query, k=10 if k in (None, "") else k, languages=languages,
+                                                    sources=sources, highlight=bool(highlight))]
 
     @_user_errors
     def ask_api(question: str, answer_language: str = "auto", languages: list[str] | None = None,
-                k: int = 0) -> dict:
+                k: int = 0, request: gr.Request = None) -> dict:
         """Answer a question from the documents with numbered citations. Streams: every update carries the
         answer text so far; the last one also has citations, language, backend and the extractive flag."""
+        reading(request, "ask")
         text = ""
         for part in service.ask_stream(question, answer_language, languages, k or None):
             if isinstance(part, str):
@@ -150,31 +141,41 @@ def build_app(service: RagService) -> gr.Blocks:
                 yield {**part.to_json(), "done": True}
 
     @_user_errors
-    def ingest_api(files: list[str] | None) -> dict:
-        report = service.ingest([(Path(f).name, f) for f in (files or [])])
+    def ingest_api(files: list[str] | None, request: gr.Request = None) -> dict:
+        principal = caller(request)
+        principal.require("write", "add documents")
+        report = service.ingest([(Path(f).name, f) for f in (files or [])], principal=principal)
         return report.to_json()
 
     @_user_errors
-    def do_search(query, languages, sources, k):
-        return render_hits(search_api.__wrapped__(query, languages, sources, k))
+    def do_search(query, languages, sources, k, request: gr.Request):
+        return render_hits(search_api.__wrapped__(query, languages, sources, k, request=request))
 
     @_user_errors
-    def chat(message, history, answer_language, languages):
+    def chat(message, history, answer_language, languages, request: gr.Request):
+        reading(request, "ask")
         history = list(history or [])
         if not (message or "").strip():
             raise gr.Error("Ask a question first.")
-        history += [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        history += [{"role": "user", "content": plain_html(message)}, {"role": "assistant", "content": ""}]
         yield history, "", gr.skip()
+        text = ""
         for part in service.ask_stream(message, answer_language, languages):
             if isinstance(part, str):
-                history[-1]["content"] += part
+                text += part
+                history[-1]["content"] = llm_answer_html(text)
                 yield history, "", gr.skip()
             else:
-                history[-1]["content"] = part.text
+                history[-1]["content"] = answer_html(part)
                 history += [citation_message(c) for c in part.citations]
                 yield history, "", gr.update(visible=part.extractive)
 
-    def ingest_ui(files, folder, progress=gr.Progress()):
+    def ingest_ui(files, folder, on_conflict, request: gr.Request, progress=gr.Progress()):
+        principal = caller(request)
+        try:
+            principal.require("write", "add documents")
+        except LusiferRagError as e:
+            raise gr.Error(str(e)) from None
         paths = [p for p in (files or []) + (folder or []) if p]
         if not paths:
             raise gr.Error("Choose files or a folder first.")
@@ -183,7 +184,8 @@ def build_app(service: RagService) -> gr.Blocks:
 
         def work():
             try:
-                outcome["report"] = service.ingest([(Path(p).name, p) for p in paths], updates.put)
+                outcome["report"] = service.ingest([(Path(p).name, p) for p in paths], updates.put,
+                                                   on_conflict=on_conflict or "replace", principal=principal)
             except BaseException as e:  # reported to the user below
                 outcome["error"] = e
             finally:
@@ -195,40 +197,58 @@ def build_app(service: RagService) -> gr.Blocks:
         log: list[str] = []
         while (u := updates.get()) is not None:
             r = u.result
-            log.append(f"- `{Path(r.source).name}`: **{r.status}**" + (f" — {r.reason}" if r.reason else ""))
+            detail = r.message if r.status == "duplicate" else r.reason
+            log.append(f"- `{_md_code(r.source)}`: **{r.status}**" + (f" — {_md_text(detail)}" if detail else ""))
             progress((u.done, u.total), desc=f"{r.status}: {Path(r.source).name}", unit="files")
             yield "\n".join(log[-50:]), gr.skip(), gr.skip()
         if "error" in outcome:
             e = outcome["error"]
-            raise gr.Error(str(e) if isinstance(e, LusiferRagError) else f"ingestion failed: {type(e).__name__}: {e}")
+            raise gr.Error(str(e) if isinstance(e, LusiferRagError) else f"ingestion failed: {type(e).__name__}")
         view = ReportView.of(outcome["report"])
-        status = f"**Done.** {view.summary}" + ("\n\n**Some files failed** — see the table below." if view.failed else "")
+        status = f"**Done.** {_md_text(view.summary)}" + (
+            "\n\n**Some files failed** — see the table below." if view.failed else "")
         yield status, gr.update(value=view.failed, visible=bool(view.failed)), view.json
 
     @_user_errors
-    def refresh_documents():
+    def refresh_documents(request: gr.Request):
+        reading(request, "list documents")
         docs = service.documents()
         stats = service.stats()
         langs, sources = service.facets()
-        return (_doc_rows(docs), gr.update(choices=[d["source"] for d in docs], value=None), _stats_md(stats),
-                _stats_rows(stats), gr.update(choices=langs), gr.update(choices=sources), gr.update(choices=langs))
+        return (_doc_rows(docs), gr.update(choices=_doc_choices(docs), value=[]), _stats_md(stats),
+                _stats_rows(stats), gr.update(choices=langs), gr.update(choices=sources), gr.update(choices=langs),
+                gr.update(visible=False))
 
     @_user_errors
-    def start_reindex(spec, drop_old):
-        return service.start_reindex(spec, bool(drop_old))
+    def start_reindex(spec, drop_old, request: gr.Request):
+        return service.start_reindex(spec, bool(drop_old), principal=caller(request))
 
     @_user_errors
-    def reindex_status():
+    def reindex_status(request: gr.Request):
+        reading(request, "read the collection's statistics")
         return _stats_md(service.stats())
 
     @_user_errors
-    def delete_doc(source):
-        n = service.delete(source)
-        return f"Deleted `{source}` ({n} chunks)."
+    def ask_delete(doc_ids, request: gr.Request):
+        caller(request).require("write", "delete documents")
+        if not doc_ids:
+            raise gr.Error("Choose the documents to delete first.")
+        names = {d["doc_id"]: d["source"] for d in service.documents()}
+        listed = ", ".join(f"`{_md_code(names.get(i, i))}`" for i in doc_ids[:10]) + (" …" if len(doc_ids) > 10 else "")
+        return gr.update(visible=True), f"Delete **{len(doc_ids)}** document(s): {listed}? This cannot be undone."
+
+    @_user_errors
+    def delete_docs(doc_ids, request: gr.Request):
+        out = service.delete(list(doc_ids or []), principal=caller(request))
+        names = ", ".join(f"`{_md_code(d['source'])}`" for d in out["deleted"][:10])
+        return f"Deleted {len(out['deleted'])} document(s) ({out['chunks']} chunks): {names}", gr.update(visible=False)
 
     # -- layout --
     with gr.Blocks(title="lusifer-rag") as demo:
-        gr.Markdown("# lusifer-rag\nSearch and ask across your documents in any language.")
+        with gr.Row():
+            gr.Markdown("# lusifer-rag\nSearch and ask across your documents in any language.")
+            if policy.login_required:
+                gr.HTML("<a href='/logout' id='logout' class='lr-logout'>Sign out</a>")
         problem = service.problem()
         banner = gr.Markdown(f"**This collection cannot be used:** {problem}" if problem else "",
                              visible=bool(problem), elem_id="problem")
@@ -244,8 +264,9 @@ def build_app(service: RagService) -> gr.Blocks:
                     s_k = gr.Slider(1, 50, value=10, step=1, label="Results")
                 results = gr.HTML(elem_id="search-results")
             with gr.Tab("Ask", id="ask"):
+                # render_markdown=False: messages are our own inert HTML (app/render.py)
                 chatbot = gr.Chatbot(label="Answers with citations (click a [n] source to see the passage)",
-                                     height=460, elem_id="chat", buttons=["copy"])
+                                     height=460, elem_id="chat", buttons=["copy"], render_markdown=False)
                 with gr.Row():
                     question = gr.Textbox(label="Question", placeholder="Ask in any language…", scale=4,
                                           elem_id="ask-question")
@@ -262,7 +283,12 @@ def build_app(service: RagService) -> gr.Blocks:
                 with gr.Row():
                     up_files = gr.File(label="Files", file_count="multiple", type="filepath", elem_id="upload-files")
                     up_folder = gr.File(label="Folder", file_count="directory", type="filepath")
-                ingest_btn = gr.Button("Ingest", variant="primary", elem_id="ingest-btn")
+                with gr.Row():
+                    on_conflict = gr.Radio([("Replace it (a new version)", "replace"),
+                                            ("Keep both (the new one gets a numbered name)", "keep")],
+                                           value="replace", label="When a document with the same name exists",
+                                           elem_id="on-conflict", scale=3)
+                    ingest_btn = gr.Button("Ingest", variant="primary", elem_id="ingest-btn", scale=1)
                 ingest_status = gr.Markdown(elem_id="ingest-status")
                 ingest_errors = gr.Dataframe(headers=ERROR_COLUMNS, label="Files that failed", visible=False,
                                              interactive=False, wrap=True, elem_id="ingest-errors")
@@ -271,10 +297,15 @@ def build_app(service: RagService) -> gr.Blocks:
                 gr.Markdown("### Documents")
                 docs_table = gr.Dataframe(headers=DOC_COLUMNS, interactive=False, wrap=True, elem_id="documents")
                 with gr.Row():
-                    del_choice = gr.Dropdown(label="Document", choices=[], scale=3)
-                    del_btn = gr.Button("Delete", variant="stop", scale=1)
+                    del_choice = gr.Dropdown(label="Documents to delete", choices=[], multiselect=True, scale=3,
+                                             elem_id="delete-choice")
+                    del_btn = gr.Button("Delete…", variant="stop", scale=1, elem_id="delete-btn")
                     refresh_btn = gr.Button("Refresh", scale=1)
-                del_status = gr.Markdown()
+                with gr.Row(visible=False, elem_id="delete-confirm") as confirm_row:
+                    confirm_md = gr.Markdown()
+                    confirm_btn = gr.Button("Yes, delete", variant="stop", elem_id="delete-confirm-btn")
+                    cancel_btn = gr.Button("Cancel")
+                del_status = gr.Markdown(elem_id="delete-status")
                 gr.Markdown("### Collection")
                 stats_md = gr.Markdown()
                 stats_table = gr.Dataframe(headers=["language", "chunks"], interactive=False, label="Chunks per language")
@@ -298,28 +329,26 @@ def build_app(service: RagService) -> gr.Blocks:
         api_trigger = gr.Button(visible=False)
 
         # -- events --
-        refresh_outputs = [docs_table, del_choice, stats_md, stats_table, s_langs, s_sources, a_langs]
+        refresh_outputs = [docs_table, del_choice, stats_md, stats_table, s_langs, s_sources, a_langs, confirm_row]
         private = {"api_visibility": "private"}
         query_events = {"concurrency_id": QUERY_GROUP, "concurrency_limit": opts.search_concurrency}
+        docs_events = {"concurrency_id": DOCS_GROUP, "concurrency_limit": 2, **private}
         gr.on([search_btn.click, query.submit], do_search, [query, s_langs, s_sources, s_k], results,
               **private, **query_events)
         gr.on([ask_btn.click, question.submit], chat, [question, chatbot, answer_lang, a_langs], [chatbot, question, note],
               **private, **query_events)
-        ingest_ui_event = ingest_btn.click(ingest_ui, [up_files, up_folder], [ingest_status, ingest_errors, ingest_json],
+        ingest_ui_event = ingest_btn.click(ingest_ui, [up_files, up_folder, on_conflict],
+                                           [ingest_status, ingest_errors, ingest_json],
                                            concurrency_id=INGEST_GROUP, concurrency_limit=1, **private)
-        ingest_ui_event.then(refresh_documents, None, refresh_outputs, **private, concurrency_id=DOCS_GROUP,
-                             concurrency_limit=2)
-        del_btn.click(delete_doc, del_choice, del_status, concurrency_id=INGEST_GROUP, concurrency_limit=1,
-                      **private).then(refresh_documents, None, refresh_outputs, concurrency_id=DOCS_GROUP,
-                                      concurrency_limit=2, **private)
-        refresh_btn.click(refresh_documents, None, refresh_outputs, concurrency_id=DOCS_GROUP, concurrency_limit=2,
-                          **private)
-        demo.load(refresh_documents, None, refresh_outputs, concurrency_id=DOCS_GROUP, concurrency_limit=2,
-                  **private)
-        reindex_btn.click(start_reindex, [reindex_spec, reindex_drop], reindex_md, concurrency_id=DOCS_GROUP,
-                          concurrency_limit=2, **private)
-        reindex_refresh.click(reindex_status, None, reindex_md, concurrency_id=DOCS_GROUP, concurrency_limit=2,
-                              **private)
+        ingest_ui_event.then(refresh_documents, None, refresh_outputs, **docs_events)
+        del_btn.click(ask_delete, del_choice, [confirm_row, confirm_md], **docs_events)
+        cancel_btn.click(lambda: gr.update(visible=False), None, confirm_row, **docs_events)
+        confirm_btn.click(delete_docs, del_choice, [del_status, confirm_row], concurrency_id=INGEST_GROUP,
+                          concurrency_limit=1, **private).then(refresh_documents, None, refresh_outputs, **docs_events)
+        refresh_btn.click(refresh_documents, None, refresh_outputs, **docs_events)
+        demo.load(refresh_documents, None, refresh_outputs, **docs_events)
+        reindex_btn.click(start_reindex, [reindex_spec, reindex_drop], reindex_md, **docs_events)
+        reindex_refresh.click(reindex_status, None, reindex_md, **docs_events)
 
         gr.api(search_api, api_name="search", **query_events)
         gr.api(ask_api, api_name="ask", **query_events)
@@ -329,10 +358,26 @@ def build_app(service: RagService) -> gr.Blocks:
     return demo
 
 
+def _md_code(text: str) -> str:
+    """Text for inside Markdown backticks: no backtick can close the span early."""
+    return str(text).replace("`", "'")
+
+
+def _md_text(text: str) -> str:
+    """Text for Markdown with its markup neutralised (file names and messages are data)."""
+    import re
+
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", str(text))
+
+
 def launch(demo: gr.Blocks, service: RagService, host: str = "127.0.0.1", port: int = 7860, *,
            block: bool = True, quiet: bool = False):
-    """Start the server (127.0.0.1 unless told otherwise), with basic auth when configured."""
-    return demo.launch(server_name=host, server_port=port, auth=service.options.auth,
-                       auth_message="lusifer-rag: sign in" if service.options.auth else None,
-                       max_file_size=f"{service.options.max_upload_mb}mb", prevent_thread_lock=not block,
-                       quiet=quiet, ssr_mode=False, show_error=False, css=CSS, footer_links=["api"])
+    """Serve the app (app/server.py) on ``host`` (127.0.0.1 unless told otherwise). ``block=False``: in a background
+    thread; returns the running AppServer (``close()`` stops it)."""
+    from .server import AppServer, create_app
+
+    server = AppServer(create_app(service, demo, host=host, port=port), host, port, quiet=quiet)
+    if block:
+        server.serve_forever()
+        return server
+    return server.start()

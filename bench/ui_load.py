@@ -54,6 +54,7 @@ def queries(n: int) -> list[str]:
 def own_app(tmp: str, concurrency: int, batching: bool, sentence_vectors: bool = True):
     """An app on a free port: e5-small, the sample corpus in an embedded store under ``tmp`` (collection ``bench``
     with sentence vectors stored at ingest, ``bench-nosv`` without)."""
+    from lusifer_rag.app.access import LOCAL
     from lusifer_rag.app.service import AppOptions, RagService
     from lusifer_rag.app.ui import build_app, launch
     from lusifer_rag.runtime import open_store_from
@@ -66,16 +67,17 @@ def own_app(tmp: str, concurrency: int, batching: bool, sentence_vectors: bool =
     with open_store_from(settings) as store:
         t0 = time.time()
         service = RagService(settings, store, options=AppOptions(search_concurrency=concurrency))
-        report = service.ingest_sample()
+        report = service.ingest_sample(principal=LOCAL)
         print(f"setup: {report.summary()} (with model load: {time.time() - t0:.1f}s)", file=sys.stderr)
         demo = build_app(service)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        launch(demo, service, port=port, block=False, quiet=True)
+        server = launch(demo, service, port=port, block=False, quiet=True)
         try:
             yield f"http://127.0.0.1:{port}/", service
         finally:
+            server.close()
             demo.close()
 
 

@@ -1,7 +1,9 @@
 """Files → chunks → vectors → store: idempotent, incremental, resumable.
 
-A document's identity is its source; its *state* is a hash of (content, chunking parameters, embedder
-fingerprint, sparse encoder). Point ids are uuid5(doc_id, state, chunk_no), so re-running after a crash
+A document's identity is its source (a path, unique in the collection: the CLI's absolute path, an upload's
+relative path made unique by the app, ingest/identity.py); its *state* is a hash of (content, chunking
+parameters, embedder fingerprint, sparse encoder). A file whose bytes another document of the collection already
+holds is reported ``duplicate`` and not indexed twice. Point ids are uuid5(doc_id, state, chunk_no), so re-running after a crash
 rewrites the same points (no duplicates). A document is complete when the store holds ``chunk_count`` points
 with its current state; points of an older state are deleted only after the new ones are written.
 
@@ -47,10 +49,15 @@ def point_id(doc_id: str, state: str, chunk_no: int) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{doc_id}:{state}:{chunk_no}"))
 
 
+#: what became of a file: new, a new version of its source, unchanged, the same bytes as another document of the
+#: collection (``message`` names it; nothing indexed), not loadable (``reason``), or removed by --prune
+STATUSES = ("ingested", "replaced", "skipped", "duplicate", "pruned", "failed")
+
+
 @dataclass
 class FileResult:
     source: str
-    status: str  # ingested | replaced | skipped | failed | pruned
+    status: str  # one of STATUSES
     reason: str = ""
     message: str = ""
     chunks: int = 0
@@ -58,6 +65,8 @@ class FileResult:
     language: str = ""
     ocr_pages: int = 0  # pages whose text was read by OCR
     empty_pages: list = field(default_factory=list)  # [page, why] of pages that gave no text, OCR included
+    doc_id: str = ""  # the document this file is (for a duplicate: the document that holds its content)
+    content_hash: str = ""  # sha256 of the file's bytes
 
 
 @dataclass
@@ -77,7 +86,7 @@ class IngestReport:
 
     def summary(self) -> str:
         c = Counter(r.status for r in self.results)
-        parts = [f"{c.get(s, 0)} {s}" for s in ("ingested", "replaced", "skipped", "pruned", "failed")]
+        parts = [f"{c.get(s, 0)} {s}" for s in STATUSES]
         rate = self.embedded_tokens / self.seconds if self.seconds else 0.0
         ocr = sum(r.ocr_pages for r in self.results)
         return (f"{self.collection}: " + ", ".join(parts)
@@ -87,7 +96,7 @@ class IngestReport:
     def to_json(self) -> dict:
         out: dict = {"collection": self.collection, "seconds": round(self.seconds, 3),
                      "embedded_chunks": self.embedded_chunks, "embedded_tokens": self.embedded_tokens}
-        for status in ("ingested", "replaced", "skipped", "pruned", "failed"):
+        for status in STATUSES:
             out[status] = [asdict(r) for r in self.by_status(status)]
         return out
 
@@ -241,12 +250,12 @@ class Ingestor:
     def ingest(self, paths: Iterable[str | os.PathLike], prune: bool = False) -> IngestReport:
         paths = list(paths)
         files = expand_paths(paths)
-        report = self.ingest_files([(str(f), f) for f in files])
-        if prune:
-            t0 = time.time()
+        pruned: list[FileResult] = []
+        if prune:  # first: a copy of a pruned file's content is then ingested, not taken for a duplicate of it
             roots = [str(Path(p).resolve()) for p in paths]
-            report.results += self.prune(roots, keep={str(f) for f in files})
-            report.seconds += time.time() - t0
+            pruned = self.prune(roots, keep={str(f) for f in files})
+        report = self.ingest_files([(str(f), f) for f in files])
+        report.results += pruned
         return report
 
     def documents(self) -> dict[str, dict]:
@@ -261,6 +270,12 @@ class Ingestor:
                 docs.setdefault(md.get("doc_id"), md)
             if offset is None:
                 return docs
+
+    def holder_of(self, content_hash: str) -> dict | None:
+        """Metadata (first chunk) of a document of the collection whose file had these bytes, or None."""
+        points, _ = self.store.scroll(self.collection, limit=1, filter=Filter(
+            must={"metadata.content_hash": content_hash, "metadata.chunk_no": 0}))
+        return points[0].payload.get("metadata", {}) if points else None
 
     def prune(self, roots: list[str], keep: set[str]) -> list[FileResult]:
         """Delete documents under ``roots`` whose files are gone."""
@@ -286,6 +301,7 @@ class Ingestor:
         report = IngestReport(self.collection)
         progress = Progress(len(files), self.progress_mode, report)
         lock = threading.Lock()  # the writer thread finishes files too
+        claimed: dict[str, FilePlan] = {}  # content hash -> the file of this batch that indexes it
 
         def finish(result: FileResult) -> None:
             with lock:
@@ -311,8 +327,14 @@ class Ingestor:
                 progress.page_done(*pages_queue.get())
 
         try:
+            seen: set[str] = set()
             for source, path in files:
-                plan = self.plan_file(source, path)
+                if source in seen:  # one source, one document: a second file would delete the first's chunks
+                    finish(FileResult(source, "failed", "name-clash", f"{source}: another file of this batch has "
+                                      "the same name; give each file its own name"))
+                    continue
+                seen.add(source)
+                plan = self.plan_file(source, path, claimed)
                 if isinstance(plan, FileResult):
                     finish(plan)
                     continue
@@ -345,9 +367,11 @@ class Ingestor:
         report.seconds = time.time() - t0
         return report
 
-    def plan_file(self, source: str, path: str | os.PathLike) -> "FileResult | FilePlan":
-        """Hash the file and decide: a finished FileResult (unreadable, or skipped because the store already holds
-        its current state complete; stale states are then deleted) or a FilePlan of what to (re)ingest."""
+    def plan_file(self, source: str, path: str | os.PathLike,
+                  claimed: dict[str, "FilePlan"] | None = None) -> "FileResult | FilePlan":
+        """Hash the file and decide: a finished FileResult (unreadable; skipped because the store already holds
+        its current state complete, stale states then deleted; a duplicate of another document, or of a file
+        ``claimed`` earlier in this batch) or a FilePlan of what to (re)ingest (recorded in ``claimed``)."""
         try:
             content_hash = file_hash(Path(path))
             with open(path, "rb") as f:
@@ -360,8 +384,19 @@ class Ingestor:
         if stored_state is not None and self._is_complete(doc_id, state):
             self._delete_stale(doc_id, state)
             return FileResult(source, "skipped", chunks=self.store.count(
-                self.collection, Filter(must={"metadata.doc_id": doc_id})))
-        return FilePlan(source, str(path), doc_id, state, stored_state is not None and stored_state != state)
+                self.collection, Filter(must={"metadata.doc_id": doc_id})), doc_id=doc_id, content_hash=content_hash)
+        if stored_state is None:  # a new source: its bytes may be another document's already
+            first = (claimed or {}).get(content_hash)
+            holder = {"source": first.source, "doc_id": first.doc_id} if first else self.holder_of(content_hash)
+            if holder is not None and holder.get("doc_id") != doc_id:
+                return FileResult(source, "duplicate", message=f"{source}: the same content as {holder['source']}, "
+                                  "which is in the collection already", doc_id=holder["doc_id"],
+                                  content_hash=content_hash)
+        plan = FilePlan(source, str(path), doc_id, state, stored_state is not None and stored_state != state,
+                        content_hash)
+        if claimed is not None:
+            claimed.setdefault(content_hash, plan)
+        return plan
 
     # ---- internals -------------------------------------------------------------------------------
     def _process(self, pending: list["_Pending"], pool: "_ChunkPool | None", writer: "_Writer",
@@ -536,6 +571,7 @@ class FilePlan:
     doc_id: str
     state: str
     replacing: bool
+    content_hash: str = ""
 
 
 def sparse_encoder_for(embedder, chunking: ChunkingParams):
@@ -594,7 +630,7 @@ def chunk_document(chunker: Chunker, plan: FilePlan, load: Callable[[], LoadedDo
     ocr_pages = set(doc.ocr_pages)
     result = FileResult(source, "replaced" if plan.replacing else "ingested", chunks=len(chunks),
                         pages=len(doc.pages) + len(doc.empty_pages), language=doc_lang, ocr_pages=len(ocr_pages),
-                        empty_pages=[list(e) for e in doc.empty_pages])
+                        empty_pages=[list(e) for e in doc.empty_pages], doc_id=doc_id, content_hash=doc.content_hash)
     items = []
     for c in chunks:
         ocr = bool(ocr_pages) and c.page_start is not None and any(

@@ -50,3 +50,21 @@ class RagError(LusiferRagError):
 
 class LLMError(RagError):
     """An LLM backend failed (server down, timeout, bad response)."""
+
+
+class AccessError(LusiferRagError):
+    """The caller may not do this: not signed in (``status`` 401) or without the right (403). Fails closed."""
+
+    exit_code = 77  # EX_NOPERM
+
+    def __init__(self, message: str, status: int = 403):
+        super().__init__(message)
+        self.status = status
+
+
+class ThrottledError(AccessError):
+    """Too many failed sign-ins from this client or for this user: retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message, status=429)
+        self.retry_after = retry_after

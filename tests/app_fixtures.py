@@ -27,11 +27,13 @@ class RunningApp:
     service: object
     demo: object
     url: str
+    server: object = None
 
 
 @contextlib.contextmanager
 def running_app(settings: Settings, embedder, *, store=None, options=None, sample: bool = False):
     """Start the app in this process; yield RunningApp; close server (and the store if opened here)."""
+    from lusifer_rag.app.access import LOCAL
     from lusifer_rag.app.service import AppOptions, RagService
     from lusifer_rag.app.ui import build_app, launch
 
@@ -40,14 +42,15 @@ def running_app(settings: Settings, embedder, *, store=None, options=None, sampl
     try:
         service = RagService(settings, store, embedder=embedder, options=options or AppOptions(ingest_workers=1))
         if sample:
-            report = service.ingest_sample()
+            report = service.ingest_sample(principal=LOCAL)
             assert not report.by_status("failed"), report.to_json()["failed"]
         demo = build_app(service)
         port = free_port()
-        launch(demo, service, port=port, block=False, quiet=True)
+        server = launch(demo, service, port=port, block=False, quiet=True)
         try:
-            yield RunningApp(service, demo, f"http://127.0.0.1:{port}/")
+            yield RunningApp(service, demo, f"http://127.0.0.1:{port}/", server)
         finally:
+            server.close()
             demo.close()
     finally:
         if own_store:

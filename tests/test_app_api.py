@@ -11,6 +11,7 @@ import pytest
 
 from app_fixtures import app_settings, running_app
 from conftest import udhr_articles
+from lusifer_rag.app.access import LOCAL
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -111,7 +112,7 @@ def test_ingest_reports_each_file_by_name_and_reason(client, tmp_path, app):
     # unchanged re-upload is skipped (idempotent)
     again = client.predict([handle_file(str(good))], api_name="/ingest")
     assert [r["source"] for r in again["skipped"]] == ["notes_pt.txt"]
-    assert app.service.delete("notes_pt.txt") > 0
+    assert app.service.delete("notes_pt.txt", principal=LOCAL)["chunks"] > 0
 
 
 def test_ingest_without_files_is_an_error(client):
@@ -136,7 +137,7 @@ def test_ingestion_does_not_hold_searches(client, app, tmp_path):
     report = ingest.result(timeout=300)
     assert len(report["ingested"]) == 8
     for d in report["ingested"]:
-        app.service.delete(d["source"])
+        app.service.delete(d["source"], principal=LOCAL)
     groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in app.demo.fns.values()}
     assert groups["search"] == groups["ask"] and groups["search"][0] != groups["ingest"][0]
     assert groups["ingest"][1] == 1 and groups["search"][1] > 1

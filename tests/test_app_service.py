@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app_fixtures import app_settings
-from lusifer_rag.errors import ConfigError, RagError, StoreError
+from lusifer_rag.app.access import LOCAL
+from lusifer_rag.errors import AccessError, ConfigError, RagError, StoreError
 
 
 def test_options_from_env():
@@ -38,7 +39,7 @@ def test_sample_corpus_ingests_every_file_with_progress(service):
     from lusifer_rag.app.service import SAMPLE_CORPUS
 
     seen = []
-    report = service.ingest_sample(seen.append)
+    report = service.ingest_sample(seen.append, principal=LOCAL)
     files = sorted(p.name for p in SAMPLE_CORPUS.iterdir())
     assert sorted(r.source.split("/")[-1] for r in report.by_status("ingested")) == files
     assert [u.done for u in seen] == list(range(1, len(files) + 1)) and {u.total for u in seen} == {len(files)}
@@ -52,7 +53,7 @@ def test_sample_corpus_ingests_every_file_with_progress(service):
     pdf = next(d for d in docs if d["source"].endswith(".pdf"))
     assert pdf["pages"] == 2 and pdf["ingested_at"].endswith("Z")
     # idempotent: a second run skips everything
-    again = service.ingest_sample()
+    again = service.ingest_sample(principal=LOCAL)
     assert len(again.by_status("skipped")) == len(files) and not again.by_status("ingested")
     langs, sources = service.facets()
     assert set(langs) == set(stats["languages"]) and set(sources) == {d["source"] for d in docs}
@@ -71,23 +72,24 @@ def test_search_highlights_the_closest_sentence(service, udhr):
 def test_upload_size_cap_and_bad_files_fail_by_name(service, tmp_path):
     big = tmp_path / "huge.txt"
     big.write_text("word " * (300 * 1024), encoding="utf-8")  # 1.5 MB > the 1 MB cap of this service
-    report = service.ingest([("huge.txt", big)])
+    report = service.ingest([("huge.txt", big)], principal=LOCAL)
     (failed,) = report.by_status("failed")
     assert failed.source == "huge.txt" and failed.reason == "too-large" and "huge.txt" in failed.message
     with pytest.raises(RagError, match="no files"):
-        service.ingest([])
+        service.ingest([], principal=LOCAL)
 
 
 def test_delete_document(service, tmp_path):
     p = tmp_path / "note.md"
     p.write_text("# Hinweis\n\nJeder hat das Recht auf Bildung.", encoding="utf-8")
-    service.ingest([("note.md", p)])
+    service.ingest([("note.md", p)], principal=LOCAL)
     before = service.stats()["points"]
-    n = service.delete("note.md")
-    assert n >= 1 and service.stats()["points"] == before - n
+    out = service.delete("note.md", principal=LOCAL)
+    n = out["chunks"]
+    assert n >= 1 and service.stats()["points"] == before - n and [d["source"] for d in out["deleted"]] == ["note.md"]
     assert "note.md" not in {d["source"] for d in service.documents()}
     with pytest.raises(RagError, match="no document 'note.md'"):
-        service.delete("note.md")
+        service.delete("note.md", principal=LOCAL)
 
 
 def test_ask_without_llm_is_extractive_and_cited(service):
@@ -116,7 +118,7 @@ def test_a_collection_of_another_embedder_is_refused(tmp_path, e5):
 
 
 def test_render_hits_escapes_and_marks():
-    from lusifer_rag.app.ui import render_hits
+    from lusifer_rag.app.render import render_hits
 
     text = "<b>bold</b> first. Second sentence here."
     a = text.index("Second")

@@ -26,6 +26,7 @@ DEFAULT_PAYLOAD_INDEXES: dict[str, str] = {
     "metadata.source": "keyword",
     "metadata.language": "keyword",
     "metadata.page": "integer",
+    "metadata.content_hash": "keyword",  # the same bytes are one document (ingest: duplicates)
 }
 PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool")
 DISTANCES = ("cosine", "dot", "euclid")

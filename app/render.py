@@ -1,0 +1,113 @@
+"""HTML of what the UI shows: document text is data, never markup.
+
+Passages, citations and extractive answers are the documents' own text: escaped, with only our highlighting and
+citation markers added. An LLM's answer may use Markdown for structure (lists, emphasis, code); it is rendered by
+markdown-it with raw HTML off, then cleaned by nh3 with an allow-list that has no images, no ``style``, no
+headings and no links: a link shows its text and its address, not followed, so no remote resource loads and no
+style escapes its box. The chat component's own Markdown rendering is off (it would read Markdown in our text).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+#: tags an LLM answer may keep (structure only); attributes: our classes
+ANSWER_TAGS = {"p", "br", "ul", "ol", "li", "strong", "em", "b", "i", "code", "pre", "blockquote", "table", "thead",
+               "tbody", "tr", "th", "td", "span", "sup", "mark", "hr", "del"}
+ANSWER_ATTRIBUTES = {"span": {"class"}, "sup": {"class", "data-n"}, "code": {"class"}}
+_CITE = re.compile(r"\[(\d{1,3})\]")
+
+
+def page_label(page: Any, page_end: Any = None) -> str:
+    if not page:
+        return ""
+    return f"p. {page}" + (f"–{page_end}" if page_end and page_end != page else "")
+
+
+def _cite_markers(escaped: str) -> str:
+    """``[n]`` in escaped text → our citation marker (clickable in the Ask tab)."""
+    return _CITE.sub(lambda m: f"<sup class='lr-cite' data-n='{m.group(1)}'>[{m.group(1)}]</sup>", escaped)
+
+
+def plain_html(text: str) -> str:
+    """Any text (a question, a passage, an extractive answer) as inert HTML: escaped, line breaks kept."""
+    return html.escape(text or "").replace("\n", "<br>")
+
+
+def extractive_answer_html(text: str) -> str:
+    """An answer quoted from the documents: escaped, with our citation markers."""
+    return _cite_markers(plain_html(text))
+
+
+def _markdown():
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").enable("strikethrough")
+
+    def link_open(tokens, idx, options, env):
+        env.setdefault("hrefs", []).append(tokens[idx].attrGet("href") or "")
+        return "<span class='lr-link'>"
+
+    def link_close(tokens, idx, options, env):
+        href = (env.get("hrefs") or [""]).pop()
+        return "</span>" + (f" <span class='lr-url'>({html.escape(href)})</span>" if href else "")
+
+    def image(tokens, idx, options, env):
+        t = tokens[idx]
+        alt = "".join(c.content for c in (t.children or [])) or t.content
+        src = t.attrGet("src") or ""
+        return f"<span class='lr-url'>[image: {html.escape(alt)}] ({html.escape(src)})</span>"
+
+    md.add_render_rule("link_open", link_open)
+    md.add_render_rule("link_close", link_close)
+    md.add_render_rule("image", image)
+    return md
+
+
+_MD = None
+
+
+def llm_answer_html(text: str) -> str:
+    """A generated answer: its Markdown structure kept, everything that could load, link or restyle removed."""
+    import nh3
+
+    global _MD
+    if _MD is None:
+        _MD = _markdown()
+    rendered = _MD.render(text or "", {})
+    clean = nh3.clean(rendered, tags=ANSWER_TAGS, attributes=ANSWER_ATTRIBUTES, url_schemes=set(),
+                      strip_comments=True, link_rel=None)
+    return _cite_markers(clean)
+
+
+def passage_html(text: str, span: tuple[int, int] | list[int] | None = None) -> str:
+    """A passage, escaped, with the [a, b) character span highlighted."""
+    if not span:
+        return html.escape(text)
+    a, b = span
+    return html.escape(text[:a]) + "<mark>" + html.escape(text[a:b]) + "</mark>" + html.escape(text[b:])
+
+
+def render_hits(hits: list[dict]) -> str:
+    if not hits:
+        return "<p class='lr-empty'>No results. Upload documents in the <b>Documents</b> tab, or widen the filters.</p>"
+    cards = []
+    for h in hits:
+        page = page_label(h.get("page"), h.get("page_end"))
+        cards.append(
+            f"<div class='lr-hit' data-rank='{int(h['rank'])}'><div class='lr-meta'><b>{int(h['rank'])}.</b> "
+            f"<span class='lr-source'>{html.escape(h['source'])}</span>"
+            + (f" · <span class='lr-page'>{page}</span>" if page else "")
+            + f" · <span class='lr-lang'>{html.escape(h['language'])}</span>"
+            f" · score <span class='lr-score'>{float(h['score']):.3f}</span></div>"
+            f"<div class='lr-passage'>{passage_html(h['text'], h.get('highlight'))}</div></div>")
+    return "\n".join(cards)
+
+
+def citation_html(number: int, chunk) -> tuple[str, str]:
+    """(title, body) of a cited passage: where it is from, and its text, both escaped."""
+    where = " · ".join(x for x in (chunk.source, page_label(chunk.page, chunk.page_end), chunk.language) if x)
+    return (f"[{int(number)}] {where}",
+            f"<div class='lr-passage'>{passage_html(chunk.text)}</div><div class='lr-meta'>— {html.escape(where)}</div>")
