@@ -461,7 +461,10 @@ class VectorStore(abc.ABC):
         spec = self._spec(name)
         if key not in spec.payload_indexes:
             raise StoreError(f"facet needs a payload index on {key!r}; indexed keys of {name!r}: {sorted(spec.payload_indexes)}")
-        return self._guard("facet", name, self._facet, name, key, filter, limit)
+        counts = self._guard("facet", name, self._facet, name, key, filter, limit)
+        # the embedded engine keeps a deleted value in its index with a count of 0 (a document list would show
+        # one row more than there are documents)
+        return {value: n for value, n in counts.items() if n > 0}
 
     def optimize(self, name: str) -> bool:
         """Build indexes/merge segments now (embedded store: call after bulk writes); True if anything changed."""
