@@ -46,15 +46,15 @@ def _markdown():
 
     md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").enable("strikethrough")
 
-    def link_open(tokens, idx, options, env):
+    def link_open(renderer, tokens, idx, options, env):
         env.setdefault("hrefs", []).append(tokens[idx].attrGet("href") or "")
         return "<span class='lr-link'>"
 
-    def link_close(tokens, idx, options, env):
+    def link_close(renderer, tokens, idx, options, env):
         href = (env.get("hrefs") or [""]).pop()
         return "</span>" + (f" <span class='lr-url'>({html.escape(href)})</span>" if href else "")
 
-    def image(tokens, idx, options, env):
+    def image(renderer, tokens, idx, options, env):
         t = tokens[idx]
         alt = "".join(c.content for c in (t.children or [])) or t.content
         src = t.attrGet("src") or ""
