@@ -61,6 +61,8 @@ def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
             json.dump(report.to_json(), f, ensure_ascii=False, indent=2)
     for r in report.by_status("failed"):
         print(f"failed: {r.message} [{r.reason}]")
+    for r in report.by_status("duplicate"):
+        print(f"duplicate: {r.message} (document {r.doc_id[:8]})")
     for r in report.results:
         if r.empty_pages:
             pages = ", ".join(f"{n} ({why})" for n, why in r.empty_pages[:10]) + (" …" if len(r.empty_pages) > 10 else "")
@@ -83,6 +85,8 @@ def load_options(args: argparse.Namespace, settings: Settings):
 def _stats_args(p: argparse.ArgumentParser) -> None:
     store_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--documents", action="store_true",
+                   help="also list every document: its id, the sha256 of its file, language, chunks and source")
 
 
 @command("stats", "points, documents and languages of a collection, and its embedder", _stats_args)
@@ -91,6 +95,8 @@ def stats_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
     with open_store_from(settings) as store:
         stats = collection_stats(store, settings.collection)
+        if args.documents:
+            stats["document_list"] = document_list(store, settings.collection)
     if args.json:
         print(json.dumps(stats, ensure_ascii=False, indent=2))
     else:
@@ -100,7 +106,25 @@ def stats_cmd(args: argparse.Namespace, settings: Settings) -> int:
         if stats["previous"]:
             print(f"previous    {stats['previous']} (kept; `lusifer-rag reindex --drop-old` deletes it)")
         print("languages   " + ", ".join(f"{k}: {v}" for k, v in stats["languages"].items()))
+        if args.documents:
+            print(f"\n{'id':8}  {'sha256':12}  {'lang':4}  {'chunks':>6}  source")
+            for d in stats["document_list"]:
+                print(f"{d['doc_id'][:8]}  {d['content_hash'][:12]:12}  {d['language']:4}  {d['chunks']:>6}  {d['source']}")
     return 0
+
+
+def document_list(store, collection: str) -> list[dict]:
+    """Every document of the collection (its first chunk's metadata), sorted by source."""
+    from lusifer_rag.store import Filter
+
+    docs: dict[str, dict] = {}
+    for p in store.iter_points(collection, Filter(must={"metadata.chunk_no": 0})):
+        md = p.payload.get("metadata", {})
+        docs.setdefault(md.get("doc_id", ""), {
+            "doc_id": md.get("doc_id", ""), "source": md.get("source", ""), "content_hash": md.get("content_hash", ""),
+            "language": md.get("doc_language") or md.get("language", ""), "chunks": md.get("chunk_count", 0),
+            "pages": md.get("pages", 0), "ingested_at": md.get("ingested_at", "")})
+    return sorted(docs.values(), key=lambda d: d["source"])
 
 
 def collection_stats(store, collection: str) -> dict:

@@ -242,6 +242,10 @@ def test_cli_ingest_stats_and_exit_codes(tmp_path, e5, udhr):
     stats = json.loads(s.stdout)
     assert stats["documents"] == 2 and set(stats["languages"]) == {"en", "sw"} and stats["embedder"] == "e5-small"
     assert stats["points"] == sum(stats["languages"].values())
+    listed = _cli(["stats", "--collection", "cli", "--documents"], env, timeout=120).stdout
+    good = [x for x in rep["ingested"]]
+    for x in good:  # each document's identity: its id, the sha256 of its file, its source
+        assert f"{x['doc_id'][:8]}  {x['content_hash'][:12]}" in listed and x["source"] in listed
     missing = _cli(["ingest", str(tmp_path / "nope"), "--collection", "cli"], env, timeout=120)
     assert missing.returncode == 2 and "nope" in missing.stderr
 
