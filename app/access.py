@@ -87,12 +87,28 @@ class AccessPolicy:
             return self.principal(username[len(USER_PREFIX):])
         return self.anonymous
 
-    def gradio_user(self, session_user: str | None) -> str | None:
-        """What Gradio's auth dependency returns: the signed-in user, ANONYMOUS, or None (Gradio answers 401)."""
-        p = self.principal(session_user)
+    def gradio_user(self, session: dict) -> str | None:
+        """What Gradio's auth dependency returns for a request's session: 'user:<name>' signed in, else
+        'anonymous:<browser id>' (or ANONYMOUS) when anonymous callers may do anything, else None (Gradio: 401)."""
+        p = self.principal(session.get("user"))
         if p.name is not None:
             return USER_PREFIX + p.name
-        return ANONYMOUS if p.rights else None
+        if not p.rights:
+            return None
+        return f"{ANONYMOUS}:{session['anon']}" if session.get("anon") else ANONYMOUS
+
+    def owner_of(self, username: str | None) -> str | None:
+        """Whose records (saved conversations) a caller's are: 'u:<name>' signed in; anonymous callers with every
+        right are this machine's user ('local'); other anonymous callers own their browser's ('a:<id>'), or
+        nothing without a browser id."""
+        p = self.principal_of_username(username)
+        if p.name is not None:
+            return f"u:{p.name}"
+        if "admin" in p.rights:
+            return "local"
+        if username and username.startswith(ANONYMOUS + ":"):
+            return "a:" + username.split(":", 1)[1]
+        return None
 
 
 class LoginThrottle:

@@ -27,18 +27,31 @@ class SearchRequest(BaseModel):
     k: int = 10
     languages: list[str] | None = None
     sources: list[str] | None = None
+    collections: list[str] | None = Field(None, description="collections to search (none: all)")
     highlight: bool = True
+
+
+class Message(BaseModel):
+    role: str = Field(description="user or assistant")
+    content: str
 
 
 class AskRequest(BaseModel):
     question: str
     answer_language: str = "auto"
     languages: list[str] | None = None
+    collections: list[str] | None = Field(None, description="collections to answer from (none: all)")
     k: int | None = None
+    history: list[Message] | None = Field(None, description="the conversation so far, oldest first (OpenAI chat "
+                                          "format): a follow-up question is resolved against it")
 
 
 class DeleteRequest(BaseModel):
     documents: list[str] = Field(description="document ids (or sources) to delete")
+
+
+class CollectionRequest(BaseModel):
+    name: str
 
 
 class ReindexRequest(BaseModel):
@@ -46,9 +59,11 @@ class ReindexRequest(BaseModel):
     drop_old: bool = False
 
 
-def api_router(service) -> APIRouter:
+def api_router(ws) -> APIRouter:
+    """The routes over workspace ``ws`` (app/workspace.py); document routes take ``?collection=`` (default: the
+    app's default collection)."""
     router = APIRouter()
-    policy = service.policy
+    policy = ws.policy
 
     def caller(request: Request) -> Principal:
         return policy.principal((request.scope.get("session") or {}).get("user"))
@@ -68,36 +83,46 @@ def api_router(service) -> APIRouter:
     def search(request: Request, body: SearchRequest) -> list[dict]:
         """Ranked passages for a query in any language."""
         reading(request, "search")
-        return [h.to_json() for h in service.search(body.query, k=body.k, languages=body.languages,
-                                                    sources=body.sources, highlight=body.highlight)]
+        return [h.to_json() for h in ws.search(body.query, body.collections, k=body.k, languages=body.languages,
+                                               sources=body.sources, highlight=body.highlight)]
 
     @router.post("/ask")
     def ask(request: Request, body: AskRequest) -> dict:
         """A cited answer (the whole answer; the Gradio ``/ask`` endpoint streams)."""
         reading(request, "ask")
-        return service.ask(body.question, body.answer_language, body.languages, body.k).to_json()
+        history = [m.model_dump() for m in body.history] if body.history is not None else None
+        return ws.ask(body.question, collections=body.collections, answer_language=body.answer_language,
+                      languages=body.languages, k=body.k, history=history).to_json()
+
+    @router.get("/collections")
+    def collections(request: Request) -> list[dict]:
+        """Every collection: name, documents, chunks, embedder, whether it is the default."""
+        reading(request, "list collections")
+        return ws.collections()
 
     @router.get("/documents")
-    def documents(request: Request) -> list[dict]:
+    def documents(request: Request, collection: str | None = None) -> list[dict]:
         """Every document: id, source, content hash, language, pages, chunks, when ingested."""
         reading(request, "list documents")
-        return service.documents()
+        return ws.service(collection).documents()
 
     @router.get("/stats")
-    def stats(request: Request) -> dict:
+    def stats(request: Request, collection: str | None = None) -> dict:
         reading(request, "read the collection's statistics")
-        return service.stats()
+        return ws.service(collection).stats()
 
     @router.post("/documents")
     def add_documents(request: Request, files: Annotated[list[UploadFile], File(description="files to ingest")],
                       names: Annotated[list[str] | None, Form(description="each file's name or relative path")] = None,
-                      on_conflict: Annotated[str, Form(description="replace | keep")] = "replace") -> dict:
+                      on_conflict: Annotated[str, Form(description="replace | keep")] = "replace",
+                      collection: Annotated[str | None, Form(description="target collection")] = None) -> dict:
         """Ingest uploaded files; returns the per-file report. A name a document already has replaces it
         (``on_conflict=replace``) or is kept beside it under a numbered name (``keep``)."""
         p = caller(request)
         p.require("write", "add documents")
         if names is not None and len(names) != len(files):
             raise RagError(f"give one name per file: {len(files)} files, {len(names)} names")
+        service = ws.service(collection)
         limit = service.options.max_upload_bytes
         tmp = Path(service.settings.data_dir) / "uploads" / ".incoming" / secrets.token_hex(8)
         tmp.mkdir(parents=True, mode=0o700)
@@ -119,18 +144,19 @@ def api_router(service) -> APIRouter:
             shutil.rmtree(tmp, ignore_errors=True)
 
     @router.post("/documents/delete")
-    def delete_documents(request: Request, body: DeleteRequest) -> dict:
+    def delete_documents(request: Request, body: DeleteRequest, collection: str | None = None) -> dict:
         """Delete several documents at once (ids or sources); all are checked before any is deleted."""
-        return service.delete(body.documents, principal=caller(request))
+        return ws.service(collection).delete(body.documents, principal=caller(request))
 
     @router.delete("/documents/{doc_id}")
-    def delete_document(request: Request, doc_id: str) -> dict:
-        return service.delete([doc_id], principal=caller(request))
+    def delete_document(request: Request, doc_id: str, collection: str | None = None) -> dict:
+        return ws.service(collection).delete([doc_id], principal=caller(request))
 
     @router.get("/documents/{doc_id}/original")
-    def original(request: Request, doc_id: str):
+    def original(request: Request, doc_id: str, collection: str | None = None):
         """The uploaded original of a document, as a download (never rendered by the browser)."""
         reading(request, "open documents")
+        service = ws.service(collection)
         doc = next((d for d in service.documents() if d["doc_id"] == doc_id), None)
         path = service.uploads().original(doc_id) if doc else None
         if path is None:
@@ -139,8 +165,17 @@ def api_router(service) -> APIRouter:
                             headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
 
     @router.post("/reindex")
-    def reindex(request: Request, body: ReindexRequest = Body(...)) -> dict:
+    def reindex(request: Request, body: ReindexRequest = Body(...), collection: str | None = None) -> dict:
         """Re-embed the collection with another embedder in the background (admin)."""
-        return {"status": service.start_reindex(body.embedder, body.drop_old, principal=caller(request))}
+        return {"status": ws.service(collection).start_reindex(body.embedder, body.drop_old,
+                                                                principal=caller(request))}
+
+    @router.post("/collections")
+    def create_collection(request: Request, body: CollectionRequest) -> dict:
+        return {"created": ws.create_collection(body.name, principal=caller(request))}
+
+    @router.delete("/collections/{name}")
+    def drop_collection(request: Request, name: str) -> dict:
+        return {"deleted": name, "documents": ws.drop_collection(name, principal=caller(request))}
 
     return router

@@ -28,7 +28,8 @@ def serve_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from lusifer_rag.runtime import open_store_from
 
     from .access import LOCAL, LOOPBACK
-    from .service import AppOptions, RagService
+    from .service import AppOptions
+    from .workspace import SAMPLE_COLLECTION, Workspace
     from .ui import build_app, launch
 
     options = AppOptions.from_settings(settings)
@@ -43,17 +44,25 @@ def serve_cmd(args: argparse.Namespace, settings: Settings) -> int:
               "(LUSIFER_RAG_ANONYMOUS_ACCESS); set LUSIFER_RAG_AUTH_USER and LUSIFER_RAG_AUTH_PASSWORD to require one",
               file=sys.stderr)
     with open_store_from(settings) as store:
-        service = RagService(settings, store, embedder_spec=args.embedder, options=options)
+        embedder = None
+        if args.embedder:  # for a new collection; an existing one keeps its own
+            from lusifer_rag.runtime import get_embedder
+
+            embedder = get_embedder(settings, args.embedder)
+        workspace = Workspace(settings, store, embedder=embedder, options=options)
+        service = workspace.service()
         problem = service.problem()
         if problem:  # the app still starts and shows it; the CLI says it too
             print(f"warning: {problem}", file=sys.stderr)
         if args.ingest_sample and not problem:
-            report = service.ingest_sample(
+            print(f"lusifer-rag: ingesting the sample corpus into collection {SAMPLE_COLLECTION!r} "
+                  "(unchanged files are skipped)", file=sys.stderr)
+            report = workspace.ingest_sample(
                 lambda u: print(f"[{u.done}/{u.total}] {u.result.status} {u.result.source}", file=sys.stderr),
                 principal=LOCAL)
             print(report.summary(), file=sys.stderr)
-        demo = build_app(service)
-        print(f"lusifer-rag: collection {settings.collection!r} in {settings.store_location}, "
+        demo = build_app(workspace)
+        print(f"lusifer-rag: collections {', '.join(workspace.collection_names())} in {settings.store_location}, "
               f"embedder {service.embedder.spec}; open http://{args.host}:{args.port}/", file=sys.stderr)
-        launch(demo, service, host=args.host, port=args.port, block=True)
+        launch(demo, workspace, host=args.host, port=args.port, block=True)
     return 0

@@ -26,9 +26,11 @@ def page_label(page: Any, page_end: Any = None) -> str:
     return f"p. {page}" + (f"–{page_end}" if page_end and page_end != page else "")
 
 
-def _cite_markers(escaped: str) -> str:
-    """``[n]`` in escaped text → our citation marker (clickable in the Ask tab)."""
-    return _CITE.sub(lambda m: f"<sup class='lr-cite' data-n='{m.group(1)}'>[{m.group(1)}]</sup>", escaped)
+def _cite_markers(escaped: str, message_id: int | None = None) -> str:
+    """``[n]`` in escaped text → our citation marker; with the saved answer's ``message_id`` a click opens the
+    source (app/ui.py's script)."""
+    m_attr = f" data-m='{int(message_id)}'" if message_id is not None else ""
+    return _CITE.sub(lambda m: f"<sup class='lr-cite'{m_attr} data-n='{m.group(1)}'>[{m.group(1)}]</sup>", escaped)
 
 
 def plain_html(text: str) -> str:
@@ -36,9 +38,17 @@ def plain_html(text: str) -> str:
     return html.escape(text or "").replace("\n", "<br>")
 
 
-def extractive_answer_html(text: str) -> str:
+def extractive_answer_html(text: str, message_id: int | None = None) -> str:
     """An answer quoted from the documents: escaped, with our citation markers."""
-    return _cite_markers(plain_html(text))
+    return _cite_markers(plain_html(text), message_id)
+
+
+def answer_body_html(text: str, extractive: bool, resolved_question: str = "", message_id: int | None = None) -> str:
+    """A saved or finished answer: the question it answered when a follow-up was resolved, then the answer."""
+    body = extractive_answer_html(text, message_id) if extractive else llm_answer_html(text, message_id)
+    if resolved_question:
+        body = f"<div class='lr-answering'>Answering: {html.escape(resolved_question)}</div>" + body
+    return body
 
 
 def _markdown():
@@ -69,7 +79,7 @@ def _markdown():
 _MD = None
 
 
-def llm_answer_html(text: str) -> str:
+def llm_answer_html(text: str, message_id: int | None = None) -> str:
     """A generated answer: its Markdown structure kept, everything that could load, link or restyle removed."""
     import nh3
 
@@ -79,7 +89,7 @@ def llm_answer_html(text: str) -> str:
     rendered = _MD.render(text or "", {})
     clean = nh3.clean(rendered, tags=ANSWER_TAGS, attributes=ANSWER_ATTRIBUTES, url_schemes=set(),
                       strip_comments=True, link_rel=None)
-    return _cite_markers(clean)
+    return _cite_markers(clean, message_id)
 
 
 def passage_html(text: str, span: tuple[int, int] | list[int] | None = None) -> str:
@@ -111,3 +121,48 @@ def citation_html(number: int, chunk) -> tuple[str, str]:
     where = " · ".join(x for x in (chunk.source, page_label(chunk.page, chunk.page_end), chunk.language) if x)
     return (f"[{int(number)}] {where}",
             f"<div class='lr-passage'>{passage_html(chunk.text)}</div><div class='lr-meta'>— {html.escape(where)}</div>")
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def ingest_progress(state: dict, elapsed: float) -> tuple[float, str]:
+    """(fraction done, one line) of an ingest: ``state`` has files_done, files_total, file, page, pages (of the
+    file being read), chunked and embedded (chunks so far). Time left from the embedding rate, counting files not
+    chunked yet at the average chunks per file so far."""
+    done, total = state.get("files_done", 0), max(1, state.get("files_total", 1))
+    chunked, embedded = state.get("chunked", 0), state.get("embedded", 0)
+    seen = max(done, 1) if chunked else 0
+    per_file = chunked / seen if seen else 0.0
+    unchunked = max(0, total - max(done, state.get("files_chunked", done)))
+    work_left = max(0, chunked - embedded) + unchunked * per_file
+    frac = done / total if not chunked else min(1.0, embedded / max(1e-9, embedded + work_left))
+    if done >= total:
+        frac = 1.0
+    parts = [f"{done}/{total} files"]
+    if state.get("file") and done < total:
+        parts.append(str(state["file"]))
+        if state.get("pages", 0) > 1:
+            parts.append(f"page {state.get('page', 0)}/{state['pages']}")
+    if chunked:
+        parts.append(f"{embedded:,}/{chunked:,} chunks embedded")
+    rate = embedded / elapsed if elapsed > 0 else 0.0
+    if rate > 0 and done < total and work_left > 0:
+        parts.append(f"about {_duration(work_left / rate)} left")
+    elif done >= total:
+        parts.append(f"done in {_duration(elapsed)}")
+    return frac, " · ".join(parts)
+
+
+def progress_html(state: dict, elapsed: float) -> str:
+    frac, line = ingest_progress(state, elapsed)
+    pct = int(round(100 * frac))
+    return (f"<div class='lr-progress' role='progressbar' aria-valuemin='0' aria-valuemax='100' aria-valuenow='{pct}'>"
+            f"<div class='lr-progress-bar' style='width:{pct}%'></div></div>"
+            f"<div class='lr-progress-text'>{pct}% · {html.escape(line)}</div>")

@@ -11,6 +11,7 @@ checks its right in ``RagService`` whatever route reached it (app/access.py).
 from __future__ import annotations
 
 import html
+import secrets
 import threading
 import time
 from urllib.parse import urlsplit
@@ -106,7 +107,12 @@ class SignInGate:
         self.app, self.policy = app, policy
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or not self.policy.login_required:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        session = scope.get("session")
+        if isinstance(session, dict) and not session.get("user") and not session.get("anon"):
+            session["anon"] = secrets.token_hex(12)  # this browser's own records (conversations) without a login
+        if not self.policy.login_required:
             return await self.app(scope, receive, send)
         path = scope.get("path", "/")
         user = (scope.get("session") or {}).get("user")
@@ -137,8 +143,8 @@ def login_page(error: str = "", user: str = "") -> str:
     return LOGIN_PAGE.format(user=html.escape(user, quote=True), error=err)
 
 
-def create_app(service, demo, *, host: str = "127.0.0.1", port: int = 7860):
-    """Our FastAPI app with the Gradio UI ``demo`` (app/ui.py) mounted at ``/``."""
+def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
+    """Our FastAPI app with the Gradio UI ``demo`` (app/ui.py) of ``workspace`` mounted at ``/``."""
     import gradio as gr
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -147,15 +153,15 @@ def create_app(service, demo, *, host: str = "127.0.0.1", port: int = 7860):
 
     from .api import api_router
 
-    settings, options = service.settings, service.options
-    policy = service.policy
+    settings, options = workspace.settings, workspace.options
+    policy = workspace.policy
     throttle = LoginThrottle()
     allowed_hosts = _split_list(settings.allowed_hosts) or (
         [*LOOPBACK, "::1"] if host in LOOPBACK else None)
     allowed_origins = _split_list(settings.allowed_origins)
 
     app = FastAPI(title="lusifer-rag", docs_url="/api/v1/docs", openapi_url="/api/v1/openapi.json", redoc_url=None)
-    app.state.service, app.state.policy = service, policy
+    app.state.workspace, app.state.policy = workspace, policy
 
     @app.exception_handler(LusiferRagError)
     async def _typed(request: Request, e: LusiferRagError):
@@ -206,17 +212,16 @@ def create_app(service, demo, *, host: str = "127.0.0.1", port: int = 7860):
         request.session.clear()
         return RedirectResponse("/login" if policy.login_required else "/", status_code=303)
 
-    app.include_router(api_router(service), prefix="/api/v1")
+    app.include_router(api_router(workspace), prefix="/api/v1")
 
     def gradio_user(request) -> str | None:
-        session = request.scope.get("session") or {}
-        return policy.gradio_user(session.get("user"))
+        return policy.gradio_user(request.scope.get("session") or {})
 
-    from .ui import CSS
+    from .ui import CSS, HEAD
 
     app = gr.mount_gradio_app(app, demo, path="/", server_name=host, server_port=port, auth_dependency=gradio_user,
                               max_file_size=f"{options.max_upload_mb}mb", show_error=False, ssr_mode=False,
-                              css=CSS, footer_links=["api"], run_history=False)
+                              css=CSS, head=HEAD, footer_links=["api"], run_history=False)
     # outermost last: guard -> CORS -> session -> sign-in gate -> routes
     app.add_middleware(SignInGate, policy=policy)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings.session_secret, settings.data_dir),

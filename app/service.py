@@ -52,6 +52,38 @@ def check_query(text: str, what: str) -> None:
                        "(ask about one thing, in a sentence or two)")
 
 
+def answer_stream(answerer, retrieve: Callable[[str, int], list], question: str, answer_language: str | None,
+                  k, history: Sequence[dict] | None = None) -> Iterator[object]:
+    """The one answer path of the app and its API: the question (checked) resolved against the conversation
+    (rag/conversation.py), the passages ``retrieve(query, k)`` finds for it, then the answerer's text deltas and its
+    Answer, which records the question it answered (``resolved_question``)."""
+    from lusifer_rag.rag.conversation import check_history, resolve
+
+    if not isinstance(question, str) or not question.strip():
+        raise RagError("ask a question (it is empty)")
+    check_query(question, "question")
+    k = check_k(k)
+    history = check_history(history)
+    lang = answerer.answer_language(question.strip(), None if answer_language in (None, "", "auto") else answer_language)
+    resolved = resolve(question.strip(), history, llm=answerer.llm, language=lang)
+    contexts = retrieve(resolved.query, k)
+    asked = resolved.query if resolved.how == "rewritten" or answerer.llm.extractive else question.strip()
+    for part in answerer.stream(asked, contexts, answer_language=lang):
+        if not isinstance(part, str):
+            part.question, part.resolved_question = question.strip(), resolved.label
+        yield part
+
+
+def final_answer(parts: Iterator[object]):
+    answer = None
+    for part in parts:
+        if not isinstance(part, str):
+            answer = part
+    if answer is None:
+        raise RagError("the answer backend ended without an answer")
+    return answer
+
+
 @dataclass
 class SearchHit:
     """A retrieved chunk plus the character span of its sentence closest to the query."""
@@ -64,7 +96,8 @@ class SearchHit:
         c = self.chunk
         return {"rank": self.rank, "score": round(float(c.score), 6), "source": c.source, "title": c.title,
                 "page": c.page, "page_end": c.page_end, "language": c.language, "chunk_id": c.id,
-                "doc_id": c.doc_id, "text": c.text, "highlight": list(self.highlight) if self.highlight else None}
+                "doc_id": c.doc_id, "collection": c.collection, "text": c.text,
+                "highlight": list(self.highlight) if self.highlight else None}
 
 
 @dataclass
@@ -219,6 +252,8 @@ class RagService:
         chunks = self.retriever().search(query.strip(), k=k, mode=mode or None,
                                          filters=SearchFilters(languages=list(languages or []) or None,
                                                                sources=list(sources or []) or None))
+        for c in chunks:
+            c.collection = self.collection
         spans = self.highlight(query, chunks) if highlight else [None] * len(chunks)
         return [SearchHit(i + 1, c, s) for i, (c, s) in enumerate(zip(chunks, spans))]
 
@@ -273,31 +308,27 @@ class RagService:
         return self.settings.llm_backend or ("openai" if self.settings.llm_base_url else "extractive")
 
     def ask_stream(self, question: str, answer_language: str | None = None,
-                   languages: Sequence[str] | None = None, k: int | None = None) -> Iterator[object]:
-        """Text deltas (str), then the final ``lusifer_rag.rag.types.Answer``."""
-        from lusifer_rag.rag.retrieval import SearchFilters
+                   languages: Sequence[str] | None = None, k: int | None = None,
+                   history: Sequence[dict] | None = None) -> Iterator[object]:
+        """Text deltas (str), then the final ``lusifer_rag.rag.types.Answer``. ``history``: the conversation so far
+        (OpenAI chat format, oldest first), against which a follow-up question is resolved."""
+        def retrieve(query: str, k: int) -> list:
+            from lusifer_rag.rag.retrieval import SearchFilters
 
-        if not isinstance(question, str) or not question.strip():
-            raise RagError("ask a question (it is empty)")
-        check_query(question, "question")
-        k = check_k(k) if k else None
-        self.check()
-        contexts = []
-        if self.exists():
-            contexts = self.retriever().search(question.strip(), k=int(k or self.settings.top_k),
-                                               filters=SearchFilters(languages=list(languages or []) or None))
-        lang = None if answer_language in (None, "", "auto") else answer_language
-        yield from self.answerer().stream(question.strip(), contexts, answer_language=lang)
+            self.check()
+            if not self.exists():
+                return []
+            chunks = self.retriever().search(query, k=k, filters=SearchFilters(languages=list(languages or []) or None))
+            for c in chunks:
+                c.collection = self.collection
+            return chunks
+
+        yield from answer_stream(self.answerer(), retrieve, question, answer_language, k or self.settings.top_k,
+                                 history)
 
     def ask(self, question: str, answer_language: str | None = None, languages: Sequence[str] | None = None,
-            k: int | None = None):
-        answer = None
-        for part in self.ask_stream(question, answer_language, languages, k):
-            if not isinstance(part, str):
-                answer = part
-        if answer is None:
-            raise RagError("the answer backend ended without an answer")
-        return answer
+            k: int | None = None, history: Sequence[dict] | None = None):
+        return final_answer(self.ask_stream(question, answer_language, languages, k, history))
 
     # ---- documents -------------------------------------------------------------------------------
     def ingestor(self):

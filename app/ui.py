@@ -1,39 +1,63 @@
-"""The Gradio layout: Search, Ask, Documents and Settings tabs over one ``RagService``.
+"""The Gradio layout: Search, Ask (saved conversations, a source viewer), Documents (collections, uploads with
+progress) and Settings tabs over one ``Workspace``.
 
-API endpoints (``gradio_client``): ``/search`` and ``/ask`` (typed JSON via ``gr.api``; ``/ask`` streams), and
-``/ingest`` (files in, JSON report out). UI-only events are private. Searches/answers and ingestion sit in
-separate concurrency groups, so a long upload never holds a search slot.
+API endpoints (``gradio_client``): ``/search`` and ``/ask`` (typed JSON via ``gr.api``; ``/ask`` streams and takes
+the conversation as ``history``), and ``/ingest`` (files in, JSON report out). UI-only events are private; every one
+that changes anything checks its right in the service it calls (app/access.py). Searches/answers and ingestion sit
+in separate concurrency groups, so a long upload never holds a search slot.
 """
 
 from __future__ import annotations
 
-import html
 import queue
 import threading
+import time
 from pathlib import Path
-from typing import Any, Iterator
 
 import gradio as gr
 
 from lusifer_rag.errors import LusiferRagError
 
 from .access import Principal
-from .render import citation_html, extractive_answer_html, llm_answer_html, plain_html, render_hits
-from .service import RagService, ReportView
+from .render import progress_html, render_hits
+from .service import ReportView
+from .ui_chat import ask_in_conversation, chat_messages, citation_of, conversation_choices
+from .workspace import Workspace
 
 QUERY_GROUP, INGEST_GROUP, DOCS_GROUP = "query", "ingest", "documents"
 DOC_COLUMNS = ["source", "id", "sha256", "language", "pages", "chunks", "ingested at"]
 ERROR_COLUMNS = ["file", "reason", "message"]
 EXTRACTIVE_NOTE = ("*Extractive answers: no language model is configured, so answers are the sentences of your "
-                   "documents that best match the question, quoted as they are (set LUSIFER_RAG_LLM_BASE_URL "
-                   "to generate answers).*")
+                   "documents that best match the question, quoted as they are (an admin can connect one in "
+                   "Settings).*")
 CSS = """
 .lr-hit {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 12px; margin: 8px 0;}
 .lr-meta {font-size: 0.85em; opacity: 0.8; margin-bottom: 4px;}
 .lr-lang {font-family: monospace; padding: 0 4px; border-radius: 4px; background: var(--background-fill-secondary);}
-.lr-hit mark {background: #fde68a; color: inherit; padding: 0 1px;}
+.lr-hit mark, .lr-viewer mark {background: #fde68a; color: inherit; padding: 0 1px;}
 .lr-passage {white-space: pre-wrap; unicode-bidi: plaintext;}
+.lr-cite {cursor: pointer; color: var(--color-accent); font-weight: 600;}
+.lr-answering {font-size: 0.85em; opacity: 0.75; margin-bottom: 6px;}
+.lr-url {opacity: 0.7; font-size: 0.9em;}
+.lr-progress {height: 14px; border-radius: 7px; background: var(--background-fill-secondary); overflow: hidden;}
+.lr-progress-bar {height: 100%; background: var(--color-accent); transition: width 0.4s;}
+.lr-progress-text {font-size: 0.9em; margin-top: 4px;}
+.lr-hidden {display: none !important;}
+.lr-logout {float: right;}
 """
+#: a click on a citation marker [n] in an answer opens that source (the marker carries the saved answer's id)
+HEAD = """<script>
+document.addEventListener("click", (e) => {
+  const el = e.target.closest && e.target.closest(".lr-cite[data-m]");
+  if (!el) return;
+  const box = document.querySelector("#cite-request textarea, #cite-request input");
+  const btn = document.querySelector("#cite-open");
+  if (!box || !btn) return;
+  box.value = JSON.stringify({m: el.dataset.m, n: el.dataset.n});
+  box.dispatchEvent(new Event("input", {bubbles: true}));
+  setTimeout(() => btn.click(), 50);
+});
+</script>"""
 
 
 def _user_errors(fn):
@@ -57,17 +81,6 @@ def _user_errors(fn):
         except LusiferRagError as e:
             raise gr.Error(str(e), print_exception=False) from None
     return call
-
-
-# ---- rendering (app/render.py) -------------------------------------------------------------------------
-def citation_message(c) -> dict:
-    """A collapsible chat message (click its title) with the cited passage, its document and page."""
-    title, body = citation_html(c.number, c.chunk)
-    return {"role": "assistant", "content": body, "metadata": {"title": title, "status": "done"}}
-
-
-def answer_html(answer) -> str:
-    return extractive_answer_html(answer.text) if answer.extractive else llm_answer_html(answer.text)
 
 
 def language_choices() -> list[tuple[str, str]]:
@@ -96,44 +109,64 @@ def _stats_md(stats: dict) -> str:
     from lusifer_rag.ingest.cli import format_reindex
 
     out = (f"**{stats.get('documents', 0)}** documents, **{stats.get('points', 0)}** chunks in collection "
-           f"`{stats.get('collection')}` · served by embedder `{stats.get('embedder')}`")
+           f"`{_md_code(stats.get('collection'))}` · served by embedder `{_md_code(stats.get('embedder'))}`")
     if stats.get("reindex"):
         out += f" · **re-index running** {format_reindex(stats['reindex'])}"
     if stats.get("last_reindex"):
-        out += f" · last re-index: {stats['last_reindex']}"
+        out += f" · last re-index: {_md_text(stats['last_reindex'])}"
     return out
 
 
+def _md_code(text) -> str:
+    """Text for inside Markdown backticks: no backtick can close the span early."""
+    return str(text).replace("`", "'")
+
+
+def _md_text(text) -> str:
+    """Text for Markdown with its markup neutralised (file names and messages are data)."""
+    import re
+
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", str(text))
+
+
 # ---- the app -----------------------------------------------------------------------------------------
-def build_app(service: RagService) -> gr.Blocks:
-    opts = service.options
-    policy = service.policy
+def build_app(workspace: Workspace) -> gr.Blocks:
+    ws = workspace
+    opts, policy, db = ws.options, ws.policy, ws.db
 
     def caller(request: gr.Request | None) -> Principal:
         """The principal of the event's request (Gradio's user name comes from app/server.py's session)."""
         return policy.principal_of_username(getattr(request, "username", None))
 
+    def owner(request: gr.Request | None) -> str | None:
+        return policy.owner_of(getattr(request, "username", None))
+
     def reading(request: gr.Request | None, action: str) -> None:
         caller(request).require("read", action)
 
-    # -- plain functions behind the events and the API --
+    # -- the API (gradio_client) --
     @_user_errors
     def search_api(query: str, languages: list[str] | None = None, sources: list[str] | None = None,
-                   k: int = 10, highlight: bool = True, request: gr.Request = None) -> list[dict]:
-        """Search the collection in any language. Returns ranked passages with source, page, language,
-        score, text and (highlight=True) the character span of the sentence closest to the query."""
+                   k: int = 10, highlight: bool = True, collections: list[str] | None = None,
+                   request: gr.Request = None) -> list[dict]:
+        """Search in any language, over the given collections (none: all). Returns ranked passages with source,
+        page, language, score, collection, text and (highlight=True) the span of the sentence closest to the query."""
         reading(request, "search")
-        return [h.to_json() for h in service.search(query, k=10 if k in (None, "") else k, languages=languages,
-                                                    sources=sources, highlight=bool(highlight))]
+        return [h.to_json() for h in ws.search(query, collections, k=10 if k in (None, "") else k, languages=languages,
+                                               sources=sources, highlight=bool(highlight))]
 
     @_user_errors
-    def ask_api(question: str, answer_language: str = "auto", languages: list[str] | None = None,
-                k: int = 0, request: gr.Request = None) -> dict:
-        """Answer a question from the documents with numbered citations. Streams: every update carries the
-        answer text so far; the last one also has citations, language, backend and the extractive flag."""
+    def ask_api(question: str, answer_language: str = "auto", languages: list[str] | None = None, k: int = 0,
+                history: list[dict] | None = None, collections: list[str] | None = None,
+                request: gr.Request = None) -> dict:
+        """Answer a question with numbered citations; ``history``: the conversation so far as
+        [{"role": "user"|"assistant", "content": …}] (a follow-up is resolved against it). Streams: every update
+        carries the answer so far; the last one also has citations, language, backend, the extractive flag and
+        ``resolved_question`` (what a follow-up was taken to ask)."""
         reading(request, "ask")
         text = ""
-        for part in service.ask_stream(question, answer_language, languages, k or None):
+        for part in ws.ask_stream(question, collections=collections, answer_language=answer_language,
+                                  languages=languages, k=k or None, history=history):
             if isinstance(part, str):
                 text += part
                 yield {"answer": text, "done": False}
@@ -144,33 +177,99 @@ def build_app(service: RagService) -> gr.Blocks:
     def ingest_api(files: list[str] | None, request: gr.Request = None) -> dict:
         principal = caller(request)
         principal.require("write", "add documents")
-        report = service.ingest([(Path(f).name, f) for f in (files or [])], principal=principal)
-        return report.to_json()
+        return ws.service().ingest([(Path(f).name, f) for f in (files or [])], principal=principal).to_json()
 
+    # -- Search tab --
     @_user_errors
-    def do_search(query, languages, sources, k, request: gr.Request):
-        return render_hits(search_api.__wrapped__(query, languages, sources, k, request=request))
+    def do_search(query, collections, languages, sources, k, request: gr.Request):
+        return render_hits(search_api.__wrapped__(query, languages, sources, k, True, collections, request=request))
 
+    # -- Ask tab: conversations --
     @_user_errors
-    def chat(message, history, answer_language, languages, request: gr.Request):
+    def load_conversations(request: gr.Request):
+        """On page load: the caller's conversations, the most recent one open (reload keeps the conversation)."""
         reading(request, "ask")
-        history = list(history or [])
+        who = owner(request)
+        choices = conversation_choices(db, who)
+        conv = choices[0][1] if choices else None
+        messages = chat_messages(db.messages(who, conv)) if conv else []
+        return gr.update(choices=choices, value=conv), conv, messages
+
+    def new_chat():
+        return None, [], gr.update(value=None), ""
+
+    @_user_errors
+    def open_conversation(conv, request: gr.Request):
+        who = owner(request)
+        if not conv or who is None:
+            return gr.skip(), gr.skip()
+        return conv, chat_messages(db.messages(who, conv))
+
+    @_user_errors
+    def chat(message, conv, collections, answer_language, languages, request: gr.Request):
+        reading(request, "ask")
         if not (message or "").strip():
             raise gr.Error("Ask a question first.")
-        history += [{"role": "user", "content": plain_html(message)}, {"role": "assistant", "content": ""}]
-        yield history, "", gr.skip()
-        text = ""
-        for part in service.ask_stream(message, answer_language, languages):
-            if isinstance(part, str):
-                text += part
-                history[-1]["content"] = llm_answer_html(text)
-                yield history, "", gr.skip()
-            else:
-                history[-1]["content"] = answer_html(part)
-                history += [citation_message(c) for c in part.citations]
-                yield history, "", gr.update(visible=part.extractive)
+        who = owner(request)
+        extractive = ws.service().llm_backend() == "extractive"
+        for conv, shown in ask_in_conversation(ws, who, conv, message, collections=collections,
+                                               answer_language=answer_language, languages=languages):
+            yield shown, "", conv, gr.skip(), gr.update(visible=extractive)
+        yield gr.skip(), gr.skip(), gr.skip(), gr.update(choices=conversation_choices(db, who), value=conv), gr.skip()
 
-    def ingest_ui(files, folder, on_conflict, request: gr.Request, progress=gr.Progress()):
+    @_user_errors
+    def rename_conversation(conv, title, request: gr.Request):
+        who = owner(request)
+        if not conv or who is None:
+            raise gr.Error("Open a conversation first.")
+        db.rename_conversation(who, conv, title)
+        return gr.update(choices=conversation_choices(db, who), value=conv), ""
+
+    @_user_errors
+    def delete_conversation(conv, request: gr.Request):
+        who = owner(request)
+        if not conv or who is None:
+            raise gr.Error("Open a conversation first.")
+        db.delete_conversation(who, conv)
+        return gr.update(choices=conversation_choices(db, who), value=None), None, [], gr.update(visible=False)
+
+    @_user_errors
+    def open_citation(cite_request, request: gr.Request):
+        from .viewer_panel import panel_for_citation
+
+        reading(request, "open documents")
+        c = citation_of(db, owner(request), cite_request)
+        state, body = panel_for_citation(ws, c)
+        return gr.update(visible=True), body, state
+
+    @_user_errors
+    def move_viewer(state, step, request: gr.Request):
+        from .viewer_panel import panel_step
+
+        reading(request, "open documents")
+        if not state:
+            return gr.skip(), gr.skip()
+        state, body = panel_step(ws, state, step)
+        return body, state
+
+    # -- Documents tab --
+    def collection_updates(selected: str | None = None):
+        names = ws.collection_names()
+        chosen = selected if selected in names else ws.default
+        return (gr.update(choices=names, value=chosen), gr.update(choices=names), gr.update(choices=names))
+
+    @_user_errors
+    def refresh_documents(collection, request: gr.Request):
+        reading(request, "list documents")
+        svc = ws.service(collection or ws.default)
+        docs = svc.documents()
+        stats = svc.stats()
+        langs, sources = svc.facets()
+        return (_doc_rows(docs), gr.update(choices=_doc_choices(docs), value=[]), _stats_md(stats),
+                _stats_rows(stats), gr.update(choices=langs), gr.update(choices=sources), gr.update(choices=langs),
+                gr.update(visible=False), *collection_updates(collection))
+
+    def ingest_ui(collection, files, folder, on_conflict, request: gr.Request):
         principal = caller(request)
         try:
             principal.require("write", "add documents")
@@ -179,79 +278,131 @@ def build_app(service: RagService) -> gr.Blocks:
         paths = [p for p in (files or []) + (folder or []) if p]
         if not paths:
             raise gr.Error("Choose files or a folder first.")
+        svc = ws.service(collection or ws.default)
         updates: queue.Queue = queue.Queue()
         outcome: dict = {}
+        state = {"files_done": 0, "files_total": len(paths), "file": Path(paths[0]).name, "page": 0, "pages": 0,
+                 "chunked": 0, "embedded": 0}
+
+        def on_page(source, done, total):
+            state.update(file=source, page=done, pages=total)
 
         def work():
             try:
-                outcome["report"] = service.ingest([(Path(p).name, p) for p in paths], updates.put,
-                                                   on_conflict=on_conflict or "replace", principal=principal)
+                ing = svc.ingestor()
+                ing.on_page = on_page
+                outcome["live"] = ing
+                outcome["report"] = svc.ingest([(Path(p).name, p) for p in paths], updates.put,
+                                               on_conflict=on_conflict or "replace", principal=principal)
             except BaseException as e:  # reported to the user below
                 outcome["error"] = e
             finally:
                 updates.put(None)
 
-        # the pipeline reports from its writer thread; gr.Progress only works on the event's own thread
+        # the pipeline reports from its writer thread; this generator polls and redraws the bar twice a second
         threading.Thread(target=work, name="lusifer-ui-ingest", daemon=True).start()
-        progress((0, len(paths)), desc="Reading files", unit="files")
-        log: list[str] = []
-        while (u := updates.get()) is not None:
-            r = u.result
-            detail = r.message if r.status == "duplicate" else r.reason
-            log.append(f"- `{_md_code(r.source)}`: **{r.status}**" + (f" — {_md_text(detail)}" if detail else ""))
-            progress((u.done, u.total), desc=f"{r.status}: {Path(r.source).name}", unit="files")
-            yield "\n".join(log[-50:]), gr.skip(), gr.skip()
+        t0, log = time.monotonic(), []
+        yield progress_html(state, 0.0), "", gr.update(visible=False), gr.skip()
+        while True:
+            try:
+                u = updates.get(timeout=0.5)
+            except queue.Empty:
+                u = ""
+            if u is None:
+                break
+            live = getattr(outcome.get("live"), "live", None) or {}
+            state.update(chunked=live.get("chunked", 0), embedded=live.get("embedded", 0))
+            if u:
+                r = u.result
+                state["files_done"] = u.done
+                detail = r.message if r.status == "duplicate" else r.reason
+                log.append(f"- `{_md_code(r.source)}`: **{r.status}**" + (f" — {_md_text(detail)}" if detail else ""))
+            yield progress_html(state, time.monotonic() - t0), "\n".join(log[-50:]), gr.skip(), gr.skip()
         if "error" in outcome:
             e = outcome["error"]
             raise gr.Error(str(e) if isinstance(e, LusiferRagError) else f"ingestion failed: {type(e).__name__}")
         view = ReportView.of(outcome["report"])
+        state["files_done"] = state["files_total"]
         status = f"**Done.** {_md_text(view.summary)}" + (
             "\n\n**Some files failed** — see the table below." if view.failed else "")
-        yield status, gr.update(value=view.failed, visible=bool(view.failed)), view.json
+        yield (progress_html(state, time.monotonic() - t0), status + "\n\n" + "\n".join(log[-50:]),
+               gr.update(value=view.failed, visible=bool(view.failed)), view.json)
 
     @_user_errors
-    def refresh_documents(request: gr.Request):
-        reading(request, "list documents")
-        docs = service.documents()
-        stats = service.stats()
-        langs, sources = service.facets()
-        return (_doc_rows(docs), gr.update(choices=_doc_choices(docs), value=[]), _stats_md(stats),
-                _stats_rows(stats), gr.update(choices=langs), gr.update(choices=sources), gr.update(choices=langs),
-                gr.update(visible=False))
+    def create_collection(name, request: gr.Request):
+        created = ws.create_collection(name, principal=caller(request))
+        return f"Created collection `{_md_code(created)}`.", *collection_updates(created)
 
     @_user_errors
-    def start_reindex(spec, drop_old, request: gr.Request):
-        return service.start_reindex(spec, bool(drop_old), principal=caller(request))
+    def ask_drop_collection(collection, request: gr.Request):
+        caller(request).require("admin", "delete collections")
+        svc = ws.service(collection)
+        n = len(svc.documents())
+        return gr.update(visible=True), (f"Delete collection `{_md_code(collection)}` and its **{n}** document(s)? "
+                                          "This cannot be undone.")
 
     @_user_errors
-    def reindex_status(request: gr.Request):
-        reading(request, "read the collection's statistics")
-        return _stats_md(service.stats())
+    def drop_collection(collection, request: gr.Request):
+        n = ws.drop_collection(collection, principal=caller(request))
+        return f"Deleted collection `{_md_code(collection)}` ({n} documents).", gr.update(visible=False), \
+            *collection_updates(ws.default)
 
     @_user_errors
-    def ask_delete(doc_ids, request: gr.Request):
+    def ask_delete(collection, doc_ids, request: gr.Request):
         caller(request).require("write", "delete documents")
         if not doc_ids:
             raise gr.Error("Choose the documents to delete first.")
-        names = {d["doc_id"]: d["source"] for d in service.documents()}
+        names = {d["doc_id"]: d["source"] for d in ws.service(collection).documents()}
         listed = ", ".join(f"`{_md_code(names.get(i, i))}`" for i in doc_ids[:10]) + (" …" if len(doc_ids) > 10 else "")
         return gr.update(visible=True), f"Delete **{len(doc_ids)}** document(s): {listed}? This cannot be undone."
 
     @_user_errors
-    def delete_docs(doc_ids, request: gr.Request):
-        out = service.delete(list(doc_ids or []), principal=caller(request))
+    def delete_docs(collection, doc_ids, request: gr.Request):
+        out = ws.service(collection).delete(list(doc_ids or []), principal=caller(request))
         names = ", ".join(f"`{_md_code(d['source'])}`" for d in out["deleted"][:10])
         return f"Deleted {len(out['deleted'])} document(s) ({out['chunks']} chunks): {names}", gr.update(visible=False)
 
+    # -- Settings tab --
+    @_user_errors
+    def start_reindex(collection, spec, drop_old, request: gr.Request):
+        return ws.service(collection).start_reindex(spec, bool(drop_old), principal=caller(request))
+
+    @_user_errors
+    def reindex_status(collection, request: gr.Request):
+        reading(request, "read the collection's statistics")
+        return _stats_md(ws.service(collection).stats())
+
+    @_user_errors
+    def load_settings(request: gr.Request):
+        from .settings_panel import settings_form
+
+        return settings_form(ws, caller(request))
+
+    @_user_errors
+    def save_settings(backend, base_url, model, api_key, clear_key, top_k, answer_language, request: gr.Request):
+        from .settings_panel import settings_form
+
+        ws.update_settings({"llm_backend": backend, "llm_base_url": base_url, "llm_model": model,
+                            "llm_api_key": api_key, "top_k": top_k, "answer_language": answer_language},
+                           clear_key=bool(clear_key), principal=caller(request))
+        return ("Saved; answers use it from now on.", *settings_form(ws, caller(request)))
+
+    @_user_errors
+    def test_llm(backend, base_url, model, api_key, request: gr.Request):
+        caller(request).require("admin", "test the language model connection")
+        return ws.test_llm({"llm_backend": backend, "llm_base_url": base_url, "llm_model": model,
+                            "llm_api_key": api_key})
+
     # -- layout --
+    extractive_now = ws.service().llm_backend() == "extractive"
     with gr.Blocks(title="lusifer-rag") as demo:
         with gr.Row():
             gr.Markdown("# lusifer-rag\nSearch and ask across your documents in any language.")
             if policy.login_required:
                 gr.HTML("<a href='/logout' id='logout' class='lr-logout'>Sign out</a>")
-        problem = service.problem()
-        banner = gr.Markdown(f"**This collection cannot be used:** {problem}" if problem else "",
-                             visible=bool(problem), elem_id="problem")
+        problem = ws.service().problem()
+        gr.Markdown(f"**This collection cannot be used:** {problem}" if problem else "", visible=bool(problem),
+                    elem_id="problem")
         with gr.Tabs():
             with gr.Tab("Search", id="search"):
                 with gr.Row():
@@ -259,27 +410,64 @@ def build_app(service: RagService) -> gr.Blocks:
                                        elem_id="search-query")
                     search_btn = gr.Button("Search", variant="primary", scale=1, elem_id="search-btn")
                 with gr.Row():
+                    s_colls = gr.Dropdown(label="Collections (none: all)", multiselect=True, choices=[],
+                                          elem_id="search-collections")
                     s_langs = gr.Dropdown(label="Languages", multiselect=True, choices=[], allow_custom_value=True)
                     s_sources = gr.Dropdown(label="Documents", multiselect=True, choices=[], allow_custom_value=True)
                     s_k = gr.Slider(1, 50, value=10, step=1, label="Results")
                 results = gr.HTML(elem_id="search-results")
             with gr.Tab("Ask", id="ask"):
-                # render_markdown=False: messages are our own inert HTML (app/render.py)
-                chatbot = gr.Chatbot(label="Answers with citations (click a [n] source to see the passage)",
-                                     height=460, elem_id="chat", buttons=["copy"], render_markdown=False)
+                conv_state = gr.State(None)
+                viewer_state = gr.State(None)
                 with gr.Row():
-                    question = gr.Textbox(label="Question", placeholder="Ask in any language…", scale=4,
-                                          elem_id="ask-question")
-                    ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="ask-btn")
-                with gr.Row():
-                    answer_lang = gr.Dropdown(label="Answer language", choices=language_choices(), value="auto")
-                    a_langs = gr.Dropdown(label="Only documents in", multiselect=True, choices=[],
-                                          allow_custom_value=True)
-                note = gr.Markdown("**Note:** " + EXTRACTIVE_NOTE, elem_id="extractive-note",
-                                   visible=service.llm_backend() == "extractive")
+                    with gr.Column(scale=1, min_width=220):
+                        new_btn = gr.Button("New chat", elem_id="new-chat")
+                        conv_list = gr.Radio(label="Conversations", choices=[], elem_id="conversations")
+                        with gr.Accordion("Rename or delete", open=False):
+                            rename_box = gr.Textbox(label="New name", elem_id="rename-box")
+                            rename_btn = gr.Button("Rename", size="sm", elem_id="rename-btn")
+                            conv_del_btn = gr.Button("Delete this conversation", size="sm", variant="stop",
+                                                     elem_id="conv-delete-btn")
+                    with gr.Column(scale=3):
+                        # render_markdown=False: messages are our own inert HTML (app/render.py)
+                        chatbot = gr.Chatbot(label="Answers with citations (click a [n] to open its source)",
+                                             height=480, elem_id="chat", buttons=["copy"], render_markdown=False)
+                        with gr.Row():
+                            question = gr.Textbox(label="Question", placeholder="Ask in any language…", scale=4,
+                                                  elem_id="ask-question")
+                            ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="ask-btn")
+                        with gr.Row():
+                            answer_lang = gr.Dropdown(label="Answer language", choices=language_choices(),
+                                                      value=ws.settings.answer_language or "auto", elem_id="answer-lang")
+                            a_colls = gr.Dropdown(label="Collections (none: all)", multiselect=True, choices=[],
+                                                  elem_id="ask-collections")
+                            a_langs = gr.Dropdown(label="Only documents in", multiselect=True, choices=[],
+                                                  allow_custom_value=True)
+                        note = gr.Markdown("**Note:** " + EXTRACTIVE_NOTE, elem_id="extractive-note",
+                                           visible=extractive_now)
+                    with gr.Column(scale=2, visible=False, elem_id="viewer") as viewer_col:
+                        viewer_html = gr.HTML(elem_id="viewer-body")
+                        with gr.Row():
+                            prev_btn = gr.Button("◀ Previous", size="sm", elem_id="viewer-prev")
+                            next_btn = gr.Button("Next ▶", size="sm", elem_id="viewer-next")
+                            close_btn = gr.Button("Close", size="sm", elem_id="viewer-close")
+                cite_request = gr.Textbox(elem_id="cite-request", elem_classes="lr-hidden", show_label=False)
+                cite_open = gr.Button("open", elem_id="cite-open", elem_classes="lr-hidden")
             with gr.Tab("Documents", id="documents"):
-                gr.Markdown(f"Upload files (PDF, DOCX, HTML, Markdown, text) or a whole folder; "
-                            f"at most {opts.max_upload_mb} MB per file.")
+                with gr.Row():
+                    d_coll = gr.Dropdown(label="Collection", choices=ws.collection_names(), value=ws.default, scale=2,
+                                         elem_id="doc-collection")
+                    new_coll = gr.Textbox(label="New collection", placeholder="e.g. hr-policies", scale=2,
+                                          elem_id="new-collection")
+                    create_btn = gr.Button("Create", scale=1, elem_id="create-collection")
+                    drop_btn = gr.Button("Delete collection…", variant="stop", scale=1, elem_id="drop-collection")
+                with gr.Row(visible=False, elem_id="drop-confirm") as drop_row:
+                    drop_md = gr.Markdown()
+                    drop_yes = gr.Button("Yes, delete the collection", variant="stop", elem_id="drop-confirm-btn")
+                    drop_no = gr.Button("Cancel")
+                coll_status = gr.Markdown(elem_id="collection-status")
+                gr.Markdown(f"Upload files (PDF, DOCX, HTML, Markdown, text) or a whole folder into the collection "
+                            f"above; at most {opts.max_upload_mb} MB per file.")
                 with gr.Row():
                     up_files = gr.File(label="Files", file_count="multiple", type="filepath", elem_id="upload-files")
                     up_folder = gr.File(label="Folder", file_count="directory", type="filepath")
@@ -289,6 +477,7 @@ def build_app(service: RagService) -> gr.Blocks:
                                            value="replace", label="When a document with the same name exists",
                                            elem_id="on-conflict", scale=3)
                     ingest_btn = gr.Button("Ingest", variant="primary", elem_id="ingest-btn", scale=1)
+                ingest_progress = gr.HTML(elem_id="ingest-progress")
                 ingest_status = gr.Markdown(elem_id="ingest-status")
                 ingest_errors = gr.Dataframe(headers=ERROR_COLUMNS, label="Files that failed", visible=False,
                                              interactive=False, wrap=True, elem_id="ingest-errors")
@@ -300,7 +489,7 @@ def build_app(service: RagService) -> gr.Blocks:
                     del_choice = gr.Dropdown(label="Documents to delete", choices=[], multiselect=True, scale=3,
                                              elem_id="delete-choice")
                     del_btn = gr.Button("Delete…", variant="stop", scale=1, elem_id="delete-btn")
-                    refresh_btn = gr.Button("Refresh", scale=1)
+                    refresh_btn = gr.Button("Refresh", scale=1, elem_id="refresh-btn")
                 with gr.Row(visible=False, elem_id="delete-confirm") as confirm_row:
                     confirm_md = gr.Markdown()
                     confirm_btn = gr.Button("Yes, delete", variant="stop", elem_id="delete-confirm-btn")
@@ -310,11 +499,29 @@ def build_app(service: RagService) -> gr.Blocks:
                 stats_md = gr.Markdown()
                 stats_table = gr.Dataframe(headers=["language", "chunks"], interactive=False, label="Chunks per language")
             with gr.Tab("Settings", id="settings"):
-                gr.Markdown("What this server runs with (set by `LUSIFER_RAG_*` variables or `lusifer-rag serve` "
-                            "options; see `lusifer-rag models --settings`).")
-                gr.JSON(value=service.info(), label="Configuration", elem_id="settings-json")
-                gr.Markdown("### Re-index with another embedder\nThe stored chunks are embedded again into a new "
-                            "collection while searches keep using the current one; the app switches when it is done.")
+                gr.Markdown("### Answers\nAn admin can connect a language model (any OpenAI-compatible server: vLLM, "
+                            "Ollama, TGI, llama.cpp) and set defaults; they take effect at once. The key is kept on "
+                            "the server and never shown again.")
+                with gr.Row():
+                    st_backend = gr.Dropdown(label="Backend", choices=["extractive", "openai", "transformers"],
+                                             elem_id="set-backend")
+                    st_url = gr.Textbox(label="Server URL (OpenAI-compatible)", placeholder="http://localhost:8000/v1",
+                                        elem_id="set-url")
+                    st_model = gr.Textbox(label="Model", elem_id="set-model")
+                with gr.Row():
+                    st_key = gr.Textbox(label="API key", type="password", elem_id="set-key")
+                    st_clear = gr.Checkbox(label="Remove the stored key", value=False)
+                    st_topk = gr.Slider(1, 20, step=1, label="Passages per answer (top-k)", elem_id="set-topk")
+                    st_lang = gr.Dropdown(label="Default answer language", choices=language_choices(),
+                                          elem_id="set-lang")
+                with gr.Row():
+                    st_save = gr.Button("Save", variant="primary", elem_id="set-save")
+                    st_test = gr.Button("Test connection", elem_id="set-test")
+                st_status = gr.Markdown(elem_id="set-status")
+                st_info = gr.JSON(label="What this server runs with", elem_id="settings-json")
+                gr.Markdown("### Re-index with another embedder\nThe stored chunks of the collection chosen in "
+                            "Documents are embedded again into a new collection while searches keep using the "
+                            "current one; the app switches when it is done.")
                 with gr.Row():
                     reindex_spec = gr.Textbox(label="Embedder", placeholder="lusifer:/models/lusifer, e5-small, hf:…",
                                               scale=3, elem_id="reindex-spec")
@@ -329,26 +536,51 @@ def build_app(service: RagService) -> gr.Blocks:
         api_trigger = gr.Button(visible=False)
 
         # -- events --
-        refresh_outputs = [docs_table, del_choice, stats_md, stats_table, s_langs, s_sources, a_langs, confirm_row]
+        refresh_outputs = [docs_table, del_choice, stats_md, stats_table, s_langs, s_sources, a_langs, confirm_row,
+                           d_coll, s_colls, a_colls]
         private = {"api_visibility": "private"}
         query_events = {"concurrency_id": QUERY_GROUP, "concurrency_limit": opts.search_concurrency}
         docs_events = {"concurrency_id": DOCS_GROUP, "concurrency_limit": 2, **private}
-        gr.on([search_btn.click, query.submit], do_search, [query, s_langs, s_sources, s_k], results,
+        write_events = {"concurrency_id": INGEST_GROUP, "concurrency_limit": 1, **private}
+        gr.on([search_btn.click, query.submit], do_search, [query, s_colls, s_langs, s_sources, s_k], results,
               **private, **query_events)
-        gr.on([ask_btn.click, question.submit], chat, [question, chatbot, answer_lang, a_langs], [chatbot, question, note],
-              **private, **query_events)
-        ingest_ui_event = ingest_btn.click(ingest_ui, [up_files, up_folder, on_conflict],
-                                           [ingest_status, ingest_errors, ingest_json],
-                                           concurrency_id=INGEST_GROUP, concurrency_limit=1, **private)
-        ingest_ui_event.then(refresh_documents, None, refresh_outputs, **docs_events)
-        del_btn.click(ask_delete, del_choice, [confirm_row, confirm_md], **docs_events)
+        gr.on([ask_btn.click, question.submit], chat, [question, conv_state, a_colls, answer_lang, a_langs],
+              [chatbot, question, conv_state, conv_list, note], **private, **query_events)
+        new_btn.click(new_chat, None, [conv_state, chatbot, conv_list, question], **docs_events)
+        conv_list.input(open_conversation, conv_list, [conv_state, chatbot], **docs_events)
+        rename_btn.click(rename_conversation, [conv_state, rename_box], [conv_list, rename_box], **docs_events)
+        conv_del_btn.click(delete_conversation, conv_state, [conv_list, conv_state, chatbot, viewer_col],
+                           **docs_events)
+        cite_open.click(open_citation, cite_request, [viewer_col, viewer_html, viewer_state], **docs_events)
+        prev_btn.click(move_viewer, [viewer_state, gr.State(-1)], [viewer_html, viewer_state], **docs_events)
+        next_btn.click(move_viewer, [viewer_state, gr.State(1)], [viewer_html, viewer_state], **docs_events)
+        close_btn.click(lambda: gr.update(visible=False), None, viewer_col, **docs_events)
+
+        ingest_event = ingest_btn.click(ingest_ui, [d_coll, up_files, up_folder, on_conflict],
+                                        [ingest_progress, ingest_status, ingest_errors, ingest_json], **write_events)
+        ingest_event.then(refresh_documents, d_coll, refresh_outputs, **docs_events)
+        d_coll.input(refresh_documents, d_coll, refresh_outputs, **docs_events)
+        create_btn.click(create_collection, new_coll, [coll_status, d_coll, s_colls, a_colls], **write_events).then(
+            refresh_documents, d_coll, refresh_outputs, **docs_events)
+        drop_btn.click(ask_drop_collection, d_coll, [drop_row, drop_md], **docs_events)
+        drop_no.click(lambda: gr.update(visible=False), None, drop_row, **docs_events)
+        drop_yes.click(drop_collection, d_coll, [coll_status, drop_row, d_coll, s_colls, a_colls],
+                       **write_events).then(refresh_documents, d_coll, refresh_outputs, **docs_events)
+        del_btn.click(ask_delete, [d_coll, del_choice], [confirm_row, confirm_md], **docs_events)
         cancel_btn.click(lambda: gr.update(visible=False), None, confirm_row, **docs_events)
-        confirm_btn.click(delete_docs, del_choice, [del_status, confirm_row], concurrency_id=INGEST_GROUP,
-                          concurrency_limit=1, **private).then(refresh_documents, None, refresh_outputs, **docs_events)
-        refresh_btn.click(refresh_documents, None, refresh_outputs, **docs_events)
-        demo.load(refresh_documents, None, refresh_outputs, **docs_events)
-        reindex_btn.click(start_reindex, [reindex_spec, reindex_drop], reindex_md, **docs_events)
-        reindex_refresh.click(reindex_status, None, reindex_md, **docs_events)
+        confirm_btn.click(delete_docs, [d_coll, del_choice], [del_status, confirm_row], **write_events).then(
+            refresh_documents, d_coll, refresh_outputs, **docs_events)
+        refresh_btn.click(refresh_documents, d_coll, refresh_outputs, **docs_events)
+        demo.load(refresh_documents, d_coll, refresh_outputs, **docs_events)
+        demo.load(load_conversations, None, [conv_list, conv_state, chatbot], **docs_events)
+
+        settings_outputs = [st_backend, st_url, st_model, st_key, st_clear, st_topk, st_lang, st_info]
+        demo.load(load_settings, None, settings_outputs, **docs_events)
+        st_save.click(save_settings, [st_backend, st_url, st_model, st_key, st_clear, st_topk, st_lang],
+                      [st_status, *settings_outputs], **docs_events)
+        st_test.click(test_llm, [st_backend, st_url, st_model, st_key], st_status, **docs_events)
+        reindex_btn.click(start_reindex, [d_coll, reindex_spec, reindex_drop], reindex_md, **docs_events)
+        reindex_refresh.click(reindex_status, d_coll, reindex_md, **docs_events)
 
         gr.api(search_api, api_name="search", **query_events)
         gr.api(ask_api, api_name="ask", **query_events)
@@ -358,25 +590,13 @@ def build_app(service: RagService) -> gr.Blocks:
     return demo
 
 
-def _md_code(text: str) -> str:
-    """Text for inside Markdown backticks: no backtick can close the span early."""
-    return str(text).replace("`", "'")
-
-
-def _md_text(text: str) -> str:
-    """Text for Markdown with its markup neutralised (file names and messages are data)."""
-    import re
-
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", str(text))
-
-
-def launch(demo: gr.Blocks, service: RagService, host: str = "127.0.0.1", port: int = 7860, *,
+def launch(demo: gr.Blocks, workspace: Workspace, host: str = "127.0.0.1", port: int = 7860, *,
            block: bool = True, quiet: bool = False):
     """Serve the app (app/server.py) on ``host`` (127.0.0.1 unless told otherwise). ``block=False``: in a background
     thread; returns the running AppServer (``close()`` stops it)."""
     from .server import AppServer, create_app
 
-    server = AppServer(create_app(service, demo, host=host, port=port), host, port, quiet=quiet)
+    server = AppServer(create_app(workspace, demo, host=host, port=port), host, port, quiet=quiet)
     if block:
         server.serve_forever()
         return server

@@ -55,8 +55,9 @@ def own_app(tmp: str, concurrency: int, batching: bool, sentence_vectors: bool =
     """An app on a free port: e5-small, the sample corpus in an embedded store under ``tmp`` (collection ``bench``
     with sentence vectors stored at ingest, ``bench-nosv`` without)."""
     from lusifer_rag.app.access import LOCAL
-    from lusifer_rag.app.service import AppOptions, RagService
+    from lusifer_rag.app.service import AppOptions
     from lusifer_rag.app.ui import build_app, launch
+    from lusifer_rag.app.workspace import Workspace
     from lusifer_rag.runtime import open_store_from
     from lusifer_rag.settings import Settings
     import socket
@@ -66,14 +67,15 @@ def own_app(tmp: str, concurrency: int, batching: bool, sentence_vectors: bool =
                                  sentence_vectors=sentence_vectors)
     with open_store_from(settings) as store:
         t0 = time.time()
-        service = RagService(settings, store, options=AppOptions(search_concurrency=concurrency))
+        ws = Workspace(settings, store, options=AppOptions(search_concurrency=concurrency))
+        service = ws.service()
         report = service.ingest_sample(principal=LOCAL)
         print(f"setup: {report.summary()} (with model load: {time.time() - t0:.1f}s)", file=sys.stderr)
-        demo = build_app(service)
+        demo = build_app(ws)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = launch(demo, service, port=port, block=False, quiet=True)
+        server = launch(demo, ws, port=port, block=False, quiet=True)
         try:
             yield f"http://127.0.0.1:{port}/", service
         finally:

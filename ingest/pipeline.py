@@ -187,6 +187,9 @@ class Ingestor:
         self.workers = workers if workers is not None else default_workers(embedder)
         self.embed_batch_chunks, self.max_bytes = embed_batch_chunks, max_bytes
         self.on_progress, self.progress_mode = on_progress, progress_mode
+        self.on_page: Callable[[str, int, int], None] | None = None  # a paged document's progress (source, done, total)
+        #: the running ingest's chunk counts, read by progress displays: chunked so far, and embedded of those
+        self.live = {"chunked": 0, "embedded": 0}
         self.sparse = sparse_encoder_for(embedder, self.chunking)
         self.chunker = chunker_for(embedder, self.chunking)
         self.state_salt = json.dumps({"chunking": asdict(self.chunking), "fingerprint": embedder.fingerprint,
@@ -300,8 +303,10 @@ class Ingestor:
         t0 = time.time()
         report = IngestReport(self.collection)
         progress = Progress(len(files), self.progress_mode, report)
+        progress.on_page = self.on_page
         lock = threading.Lock()  # the writer thread finishes files too
         claimed: dict[str, FilePlan] = {}  # content hash -> the file of this batch that indexes it
+        self.live = {"chunked": 0, "embedded": 0}
 
         def finish(result: FileResult) -> None:
             with lock:
@@ -422,6 +427,7 @@ class Ingestor:
             finish(result)
             return
         self._buffer.extend(items)
+        self.live["chunked"] += len(items)
         self._docs.append((doc_id, state, result, finish))
         self._buffer_tokens += sum(p["metadata"]["token_count"] for _, p in items)
         if len(self._buffer) >= self.embed_batch_chunks:
@@ -433,6 +439,7 @@ class Ingestor:
         ids, payloads = zip(*self._buffer)
         points = embed_points(self.embedder, self.sparse, ids, payloads, self.sentence_vectors)
         report.embedded_chunks += len(points)
+        self.live["embedded"] += len(points)
         report.embedded_tokens += self._buffer_tokens
         writer.put(points, list(self._docs))
         self._buffer.clear()

@@ -37,6 +37,7 @@ class Progress:
             report = IngestReport("")
         self.report = report
         self.bar = None
+        self.on_page = None  # also tell a caller (the web app's progress bar): on_page(source, done, total)
         self._lock = threading.Lock()
         self._last_page_line: dict[str, float] = {}
         if mode == "bar":
@@ -67,6 +68,8 @@ class Progress:
 
     def page_done(self, source: str, done: int, total: int) -> None:
         """A paged document's progress (called from loader and OCR threads too)."""
+        if self.on_page is not None:
+            self.on_page(source, done, total)
         if total < 2:
             return
         with self._lock:

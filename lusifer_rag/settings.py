@@ -59,6 +59,7 @@ class Settings:
     debias: str = setting("auto", "Language-bias correction: 'auto' (on for mixed-language collections, off when a search is limited to one language), 'on', 'off'.")
     same_language_pivot: bool = setting(False, "For parallel collections (translated editions: most passages exist in every language): a mixed-language search expands the query with its best same-language match alone, which finds more of the other languages' versions. Off by default: where the query's language lacks the passage it finds fewer (docs/retrieval.md).")
     top_k: int = setting(6, "Passages retrieved for an answer.")
+    answer_language: str = setting("auto", "Language answers are written in: 'auto' (the question's) or an ISO 639-1 code; a request may ask for another.")
     llm_backend: str | None = setting(None, "Answer backend: 'openai', 'transformers' or 'extractive'; unset: 'openai' if llm_base_url is set, else 'extractive'.")
     llm_base_url: str | None = setting(None, "Base URL of an OpenAI-compatible chat server (vLLM, Ollama, TGI, llama.cpp), e.g. http://localhost:8000/v1.")
     llm_model: str | None = setting(None, "Model name for the OpenAI-compatible server, or a model directory for the transformers backend.")

@@ -22,6 +22,7 @@ class RetrievedChunk:
     char_start: int | None = None
     char_end: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    collection: str = ""  # the collection it was found in (set by the app's searches)
     #: the chunk's stored sentence vectors (ingest/sentence_vectors.py), for highlights; None if not stored
     sentence_vectors: dict | None = field(default=None, repr=False, compare=False)
 
@@ -51,13 +52,16 @@ class Answer:
     backend: str = ""  # "openai", "transformers", "extractive"
     extractive: bool = False  # True: the text is extracts from the documents, not generated
     no_context: bool = False  # True: nothing relevant was retrieved
+    question: str = ""  # the question as asked
+    resolved_question: str = ""  # a follow-up resolved against the conversation (rag/conversation.py); "" if asked alone
 
     def to_json(self) -> dict:
         return {
             "answer": self.text, "language": self.language, "backend": self.backend, "extractive": self.extractive,
-            "no_context": self.no_context,
+            "no_context": self.no_context, "question": self.question, "resolved_question": self.resolved_question,
             "citations": [{"n": c.number, "source": c.chunk.source, "page": c.chunk.page, "page_end": c.chunk.page_end,
-                           "chunk_id": c.chunk.id, "language": c.chunk.language, "text": c.chunk.text}
+                           "chunk_id": c.chunk.id, "doc_id": c.chunk.doc_id, "collection": c.chunk.collection,
+                           "language": c.chunk.language, "text": c.chunk.text}
                           for c in self.citations],
             "contexts": [{"n": i + 1, "source": c.source, "page": c.page, "score": c.score, "chunk_id": c.id}
                          for i, c in enumerate(self.contexts)],

@@ -113,7 +113,7 @@ def test_serve_ingests_the_sample_and_answers_searches(tmp_path):
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUSIFER_RAG_") or k == "LUSIFER_RAG_CACHE_DIR"}
-    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), LUSIFER_RAG_DATA_DIR=str(tmp_path / "data"))
     cmd = [sys.executable, "-c", "import sys; from lusifer_rag.cli import main; sys.exit(main())", "serve",
            "--ingest-sample", "--store", str(tmp_path / "store"), "--collection", "sample", "--port", str(port)]
     log = open(tmp_path / "serve.log", "w+")

@@ -12,10 +12,13 @@ import pytest
 from app_fixtures import app_settings, running_app
 from gradio_raw import call_fn, error_of
 
-#: every handler behind a Gradio event, by whether it changes anything; a new event must be added to one of them
-STATE_CHANGING = {"ingest_api", "ingest_ui", "delete_docs", "start_reindex"}
-READ_ONLY = {"search_api", "ask_api", "do_search", "chat", "refresh_documents", "reindex_status", "ask_delete",
-             "<lambda>"}
+#: every handler behind a Gradio event, by what it may change; a new event must be added to one of them
+STATE_CHANGING = {"ingest_api", "ingest_ui", "delete_docs", "start_reindex", "create_collection", "drop_collection",
+                  "save_settings"}
+OWN_RECORDS = {"chat", "rename_conversation", "delete_conversation"}  # the caller's own conversations only
+READ_ONLY = {"search_api", "ask_api", "do_search", "refresh_documents", "reindex_status", "ask_delete", "<lambda>",
+             "ask_drop_collection", "load_conversations", "new_chat", "open_conversation", "open_citation",
+             "move_viewer", "load_settings", "test_llm"}
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +86,17 @@ def _gradio_data(app, client: httpx.Client, name: str, upload: Path) -> list:
     r = client.post("gradio_api/upload", files={"files": (upload.name, upload.read_bytes())})
     r.raise_for_status()
     file_data = {"path": r.json()[0], "orig_name": upload.name, "meta": {"_type": "gradio.FileData"}}
-    return {"ingest_api": [[file_data]], "ingest_ui": [[file_data], None, "replace"],
-            "delete_docs": [doc_ids], "start_reindex": ["e5-small", True]}[name]
+    default = app.workspace.default
+    return {"ingest_api": [[file_data]], "ingest_ui": [default, [file_data], None, "replace"],
+            "delete_docs": [default, doc_ids], "start_reindex": [default, "e5-small", True],
+            "create_collection": ["intruders"], "drop_collection": [default],
+            "save_settings": ["openai", "http://127.0.0.1:9/v1", "m", "stolen", False, 3, "auto"]}[name]
 
 
 def test_every_state_changing_call_without_the_right_is_refused(lan_app, tmp_path):
     fns = {i: fn.name for i, fn in lan_app.demo.fns.items()}
-    assert set(fns.values()) <= STATE_CHANGING | READ_ONLY, set(fns.values()) - STATE_CHANGING - READ_ONLY
+    known = STATE_CHANGING | OWN_RECORDS | READ_ONLY
+    assert set(fns.values()) <= known, set(fns.values()) - known
     assert STATE_CHANGING <= set(fns.values())
     before = sorted(d["doc_id"] for d in lan_app.service.documents())
     upload = tmp_path / "intruder.txt"
@@ -100,9 +107,9 @@ def test_every_state_changing_call_without_the_right_is_refused(lan_app, tmp_pat
             if name not in STATE_CHANGING:
                 continue
             # as a page would: the document list loaded in the same session first (its choices are the ids)
-            assert error_of(call_fn(client, refresh, [], session="attacker")) == ""
+            assert error_of(call_fn(client, refresh, [lan_app.workspace.default], session="attacker")) == ""
             err = error_of(call_fn(client, index, _gradio_data(lan_app, client, name, upload), session="attacker"))
-            assert "sign in to" in err, (name, err)
+            assert "sign in to" in err or "may not" in err, (name, err)
         # the explicit API: each write operation refused with 401 and a message
         for method, path, kw in [
             ("POST", "api/v1/documents", {"files": {"files": ("x.txt", b"planted text")}}),
@@ -117,6 +124,8 @@ def test_every_state_changing_call_without_the_right_is_refused(lan_app, tmp_pat
         assert client.post("api/v1/search", json={"query": "education", "k": 1}).status_code == 200
     assert sorted(d["doc_id"] for d in lan_app.service.documents()) == before
     assert lan_app.service._reindex is None
+    assert lan_app.workspace.collection_names() == [lan_app.workspace.default]
+    assert lan_app.workspace.settings.llm_base_url is None and not lan_app.workspace.db.get_settings()
     assert not lan_app.service.search("Planted text that must never be searchable", k=3, highlight=False) or all(
         "Planted" not in h.chunk.text for h in lan_app.service.search("Planted text", k=3, highlight=False))
 

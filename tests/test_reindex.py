@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lusifer_rag.app.access import LOCAL
 from lusifer_rag.ingest.chunking import ChunkingParams
 from lusifer_rag.ingest.pipeline import Ingestor
 from lusifer_rag.ingest.reindex import Reindexer, reindex_status
@@ -124,10 +125,10 @@ def test_the_app_follows_a_switch_and_shows_the_reindex(tmp_path, e5, tiny_hf_em
         svc = RagService(settings, st, embedder=e5, options=AppOptions(ingest_workers=0))
         first = svc.search("right to work", k=3, highlight=False)
         assert svc.stats()["reindex"] is None and svc.info()["reindex"] is None
-        msg = svc.start_reindex(tiny_hf_embedder.spec)
+        msg = svc.start_reindex(tiny_hf_embedder.spec, principal=LOCAL)
         assert "background" in msg
         with pytest.raises(Exception, match="already running"):
-            svc.start_reindex(tiny_hf_embedder.spec)
+            svc.start_reindex(tiny_hf_embedder.spec, principal=LOCAL)
         report = svc.wait_reindex(120)
         assert report.switched
         hits = svc.search("right to work", k=3, highlight=True)  # the next search loads the new embedder

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from app_fixtures import app_settings
+from lusifer_rag.app.access import LOCAL
 from lusifer_rag.ingest.chunking import sentence_spans
 from lusifer_rag.ingest.sentence_vectors import MAX_SENTENCES, PAYLOAD_KEY, decode, encode, sentence_vectors
 
@@ -60,7 +61,7 @@ def services(tmp_path_factory, e5):
         out = {}
         for name, settings in (("with", with_sv), ("without", without)):
             svc = RagService(settings, store, embedder=e5, options=AppOptions(ingest_workers=0))
-            assert not svc.ingest_sample().by_status("failed")
+            assert not svc.ingest_sample(principal=LOCAL).by_status("failed")
             out[name] = svc
         yield out
 
