@@ -138,9 +138,10 @@ def ingest_progress(state: dict, elapsed: float) -> tuple[float, str]:
     chunked yet at the average chunks per file so far."""
     done, total = state.get("files_done", 0), max(1, state.get("files_total", 1))
     chunked, embedded = state.get("chunked", 0), state.get("embedded", 0)
-    seen = max(done, 1) if chunked else 0
+    # files whose chunks are counted: the finished ones and the one being embedded
+    seen = state.get("files_chunked", min(total, done + 1) if chunked else done)
     per_file = chunked / seen if seen else 0.0
-    unchunked = max(0, total - max(done, state.get("files_chunked", done)))
+    unchunked = max(0, total - seen)
     work_left = max(0, chunked - embedded) + unchunked * per_file
     frac = done / total if not chunked else min(1.0, embedded / max(1e-9, embedded + work_left))
     if done >= total:
