@@ -29,8 +29,9 @@ def page_label(page: Any, page_end: Any = None) -> str:
 def _cite_markers(escaped: str, message_id: int | None = None) -> str:
     """``[n]`` in escaped text → our citation marker; with the saved answer's ``message_id`` a click opens the
     source (app/ui.py's script)."""
-    m_attr = f" data-m='{int(message_id)}'" if message_id is not None else ""
-    return _CITE.sub(lambda m: f"<sup class='lr-cite'{m_attr} data-n='{m.group(1)}'>[{m.group(1)}]</sup>", escaped)
+    # the answer's id and the number go in class names: the chat component's sanitiser keeps classes only
+    m_class = f" lr-m-{int(message_id)}" if message_id is not None else ""
+    return _CITE.sub(lambda m: f"<sup class='lr-cite{m_class} lr-n-{m.group(1)}'>[{m.group(1)}]</sup>", escaped)
 
 
 def plain_html(text: str) -> str:
@@ -132,20 +133,27 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+READ_SHARE = 0.2  # of a file's work, before its chunks are known: reading it (pages); the rest is embedding
+
+
 def ingest_progress(state: dict, elapsed: float) -> tuple[float, str]:
-    """(fraction done, one line) of an ingest: ``state`` has files_done, files_total, file, page, pages (of the
-    file being read), chunked and embedded (chunks so far). Time left from the embedding rate, counting files not
-    chunked yet at the average chunks per file so far."""
+    """(fraction done, one line) of an ingest. ``state``: files_done, files_total, file, page, pages (of the file
+    being read), chunked and embedded (chunks so far, all files), chunks_done (chunks of the finished files). The
+    file in hand counts by its pages read, then by its chunks embedded; time left from the embedding rate, counting
+    files not read yet at the average chunks per file so far."""
     done, total = state.get("files_done", 0), max(1, state.get("files_total", 1))
     chunked, embedded = state.get("chunked", 0), state.get("embedded", 0)
-    # files whose chunks are counted: the finished ones and the one being embedded
-    seen = state.get("files_chunked", min(total, done + 1) if chunked else done)
-    per_file = chunked / seen if seen else 0.0
-    unchunked = max(0, total - seen)
-    work_left = max(0, chunked - embedded) + unchunked * per_file
-    frac = done / total if not chunked else min(1.0, embedded / max(1e-9, embedded + work_left))
+    chunks_done = state.get("chunks_done", 0)
+    cur_chunked, cur_embedded = max(0, chunked - chunks_done), max(0, embedded - chunks_done)
     if done >= total:
         frac = 1.0
+    else:
+        read = state.get("page", 0) / state["pages"] if state.get("pages") else 0.0
+        current = (READ_SHARE + (1 - READ_SHARE) * cur_embedded / cur_chunked) if cur_chunked else READ_SHARE * read
+        frac = min(1.0, (done + min(current, 1.0)) / total)
+    seen = done + (1 if cur_chunked else 0)
+    per_file = chunked / seen if seen else 0.0
+    work_left = max(0, chunked - embedded) + max(0, total - seen) * per_file
     parts = [f"{done}/{total} files"]
     if state.get("file") and done < total:
         parts.append(str(state["file"]))

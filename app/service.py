@@ -107,6 +107,9 @@ class AppOptions:
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
     search_concurrency: int = 32  # searches merge their embeddings (embedder queue): concurrency is cheap
     ingest_workers: int | None = None  # parse/chunk processes; None: Ingestor's default (0 with a CPU embedder)
+    #: chunks embedded per write: small, so that the progress bar moves within a document (the embedder still
+    #: batches by its token budget inside each)
+    ingest_batch_chunks: int = 64
     auth: tuple[str, str] | None = None
     anonymous_access: str | None = None  # see Settings.anonymous_access
     host: str = "127.0.0.1"  # where the app listens (decides the default anonymous access)
@@ -343,6 +346,7 @@ class RagService:
 
                 self._ingestor = Ingestor(self.store, self.collection, self.embedder,
                                           workers=self.options.ingest_workers,
+                                          embed_batch_chunks=self.options.ingest_batch_chunks,
                                           max_bytes=self.options.max_upload_bytes, progress_mode="off",
                                           load_options=LoadOptions.from_settings(self.settings),
                                           sentence_vectors=self.settings.sentence_vectors)

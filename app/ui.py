@@ -48,12 +48,13 @@ CSS = """
 #: a click on a citation marker [n] in an answer opens that source (the marker carries the saved answer's id)
 HEAD = """<script>
 document.addEventListener("click", (e) => {
-  const el = e.target.closest && e.target.closest(".lr-cite[data-m]");
+  const el = e.target.closest && e.target.closest(".lr-cite");
   if (!el) return;
+  const m = /lr-m-(\d+)/.exec(el.className), n = /lr-n-(\d+)/.exec(el.className);
   const box = document.querySelector("#cite-request textarea, #cite-request input");
   const btn = document.querySelector("#cite-open");
-  if (!box || !btn) return;
-  box.value = JSON.stringify({m: el.dataset.m, n: el.dataset.n});
+  if (!m || !n || !box || !btn) return;
+  box.value = JSON.stringify({m: m[1], n: n[1]});
   box.dispatchEvent(new Event("input", {bubbles: true}));
   setTimeout(() => btn.click(), 50);
 });
@@ -315,6 +316,8 @@ def build_app(workspace: Workspace) -> gr.Blocks:
             if u:
                 r = u.result
                 state["files_done"] = u.done
+                if r.status in ("ingested", "replaced"):
+                    state["chunks_done"] = state.get("chunks_done", 0) + r.chunks
                 detail = r.message if r.status == "duplicate" else r.reason
                 log.append(f"- `{_md_code(r.source)}`: **{r.status}**" + (f" — {_md_text(detail)}" if detail else ""))
             yield progress_html(state, time.monotonic() - t0), "\n".join(log[-50:]), gr.skip(), gr.skip()

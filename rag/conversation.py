@@ -41,9 +41,13 @@ class Resolved:
     query: str
     how: str = "alone"
 
+    context: str = ""  # joined: the earlier questions it was taken with
+
     @property
     def label(self) -> str:
-        return "" if self.how == "alone" else self.query
+        if self.how == "joined":
+            return f"{self.question} (with: {self.context})"
+        return self.query if self.how == "rewritten" else ""
 
 
 def check_history(history) -> list[dict]:
@@ -90,4 +94,5 @@ def resolve(question: str, history: Sequence[dict], llm=None, language: str = "e
         text = text.strip("\"'“”«» ")
         if 3 <= len(text) <= MAX_REWRITE_CHARS:
             return Resolved(question, text, "rewritten")
-    return Resolved(question, followup_query(question, history), "joined")
+    query = followup_query(question, history)
+    return Resolved(question, query, "joined", " / ".join(query.splitlines()[1:]))

@@ -243,9 +243,9 @@ def test_generated_answers_render_no_remote_content_or_styles():
     assert not any(name in ("style", "href", "src") for _, attrs in tags for name, _ in attrs)
     assert "(https://evil.example/login)" in out and "[image: pixel]" in out  # shown, not followed
     assert "&lt;img src=https://evil.example/q.png&gt;" in out and "<strong>ok</strong>" in out
-    assert "<sup class='lr-cite' data-n='1'>[1]</sup>" in out
+    assert "<sup class='lr-cite lr-n-1'>[1]</sup>" in out
     quoted = extractive_answer_html("![t](http://x/p.png) <b>bold</b> [2]")
-    assert {t for t, _ in _tags(quoted)} == {"sup"} and "&lt;b&gt;" in quoted and "data-n='2'" in quoted
+    assert {t for t, _ in _tags(quoted)} == {"sup"} and "&lt;b&gt;" in quoted and "lr-n-2" in quoted
 
 
 def _tags(markup: str) -> list[tuple[str, list]]:

@@ -49,7 +49,7 @@ def test_followups_without_a_model_join_the_recent_questions():
                {"role": "assistant", "content": "Everyone has the right to education [1]."}]
     r = resolve("And is it free?", history)
     assert r.how == "joined" and r.query.splitlines() == ["And is it free?", "Who has the right to education?"]
-    assert r.label == r.query
+    assert r.label == "And is it free? (with: Who has the right to education?)"
     alone = resolve("Who may vote?", [])
     assert alone.how == "alone" and alone.query == "Who may vote?" and alone.label == ""
     with pytest.raises(RagError, match=r"history\[0\] must be"):
@@ -159,19 +159,22 @@ def test_settings_take_effect_without_a_restart_and_the_key_stays_on_the_server(
 
 
 def test_ingest_progress_counts_pages_chunks_and_time_left():
-    from lusifer_rag.app.render import ingest_progress, progress_html
+    from lusifer_rag.app.render import READ_SHARE, ingest_progress, progress_html
 
     start = {"files_done": 0, "files_total": 2, "file": "manual.pdf", "page": 10, "pages": 40, "chunked": 0,
              "embedded": 0}
     frac, line = ingest_progress(start, 1.0)
-    assert frac == 0 and "0/2 files · manual.pdf · page 10/40" in line
+    assert frac == pytest.approx(READ_SHARE * 10 / 40 / 2) and "0/2 files · manual.pdf · page 10/40" in line
     mid = {**start, "page": 40, "chunked": 100, "embedded": 50}
     frac, line = ingest_progress(mid, 10.0)
-    # 50 of 100 chunked are embedded, and the second file is expected to be about as big: 50 of 200
-    assert frac == pytest.approx(0.25) and "50/100 chunks embedded" in line and "about 30 s left" in line
+    # the first file read and half embedded; the second expected about as big (100 chunks): 150 left at 5/s
+    assert frac == pytest.approx((READ_SHARE + (1 - READ_SHARE) * 0.5) / 2)
+    assert "50/100 chunks embedded" in line and "about 30 s left" in line
+    second = {**mid, "files_done": 1, "chunks_done": 100, "embedded": 100, "chunked": 100, "file": "b.txt", "pages": 0}
+    assert ingest_progress(second, 20.0)[0] == pytest.approx(0.5)
     done = {**mid, "files_done": 2, "embedded": 100}
     assert ingest_progress(done, 20.0)[0] == 1.0 and "done in 20 s" in ingest_progress(done, 20.0)[1]
-    assert "aria-valuenow='25'" in progress_html(mid, 10.0) and "&lt;" in progress_html({**mid, "file": "<x>"}, 1)
+    assert "aria-valuenow='30'" in progress_html(mid, 10.0) and "&lt;" in progress_html({**mid, "file": "<x>"}, 1)
 
 
 def test_the_http_api_answers_followups_and_lists_collections(tmp_path, e5):
