@@ -10,7 +10,7 @@ import uuid
 import numpy as np
 import pytest
 
-from lusifer_rag.store import CollectionSpec, Filter, Point, SparseVector, open_store
+from lusifer_rag.store import CollectionSpec, Filter, Point, SparseVector, both, open_store
 
 DIM = 32
 N = 300
@@ -28,7 +28,8 @@ def make_points(n: int = N, dim: int = DIM, seed: int = 0, start: int = 0) -> li
         idx = rng.choice(VOCAB, size=nnz, replace=False)
         sv = SparseVector(idx, rng.uniform(0.1, 1.0, size=nnz))
         doc = f"d{i % 30}"
-        meta = {"doc_id": doc, "source": f"/docs/{doc}.pdf", "language": LANGS[i % len(LANGS)], "page": i, "chunk": i}
+        meta = {"doc_id": doc, "source": f"/docs/{doc}.pdf", "language": LANGS[i % len(LANGS)], "page": i, "chunk": i,
+                "acl": ["public"] if i % 5 == 0 else [f"u:{i % 4}", f"g:{'ab'[i % 2]}"]}  # a list-valued field
         pts.append(Point(str(uuid.uuid5(uuid.NAMESPACE_URL, f"pt-{i}")), vecs[j], {"page_content": f"text {i}", "metadata": meta}, sv))
     return pts
 
@@ -41,13 +42,15 @@ def matches(p: Point, flt: Filter | None) -> bool:
 
     def ok(key: str, want) -> bool:
         have = m[key.split(".", 1)[1]]
-        return have in want if isinstance(want, (list, tuple, set)) else have == want
+        values = have if isinstance(have, list) else [have]  # a list-valued field matches by any of its values
+        return any(h in want if isinstance(want, (list, tuple, set)) else h == want for h in values)
 
     return (
         all(ok(k, v) for k, v in flt.must.items())
         and not any(ok(k, v) for k, v in flt.must_not.items())
         and all((lo is None or m[k.split(".", 1)[1]] >= lo) and (hi is None or m[k.split(".", 1)[1]] <= hi)
                 for k, (lo, hi) in flt.ranges.items())
+        and all(matches(p, sub) for sub in flt.all_of)
         and (flt.ids is None or p.id in flt.ids)
     )
 
@@ -68,6 +71,9 @@ FILTERS = [
     Filter(must={"metadata.doc_id": ["d1", "d7", "d12"]}),
     Filter(must_not={"metadata.language": ["en", "zh"]}, ranges={"metadata.page": (50, 220)}),
     Filter(must={"metadata.source": "/docs/d3.pdf"}, ranges={"metadata.page": (None, 150)}),
+    # an access filter ANDed with a caller's on the same key: neither replaces the other's condition
+    both(Filter(must={"metadata.acl": ["g:a", "public"]}), Filter(must={"metadata.acl": "u:2"},
+                                                                  must_not={"metadata.language": "en"})),
 ]
 
 

@@ -19,7 +19,7 @@ from .base import (
     parse_location,
     register_backend,
 )
-from .filters import Filter
+from .filters import Filter, both
 
 # the embedded backend registers itself on import ("" = a plain directory, and "edge:")
 from . import edge as _edge  # noqa: E402,F401
@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_RRF_K",
     "CollectionSpec",
     "Filter",
+    "both",
     "Hit",
     "Point",
     "SparseVector",

@@ -6,6 +6,8 @@ must_not={"metadata.source": "x.pdf"}, ranges={"metadata.page": (3, 7)}, ids=[..
 - ``must`` / ``must_not``: key -> a scalar (exact match) or a list/tuple/set of scalars (match any of them).
 - ``ranges``: key -> ``(lo, hi)``, both inclusive, ``None`` for an open end.
 - ``ids``: restrict to these point ids (UUID strings).
+- ``all_of``: filters that must every one hold as well (``both(a, b)``): how an access filter is ANDed with a
+  caller's filter without either replacing a condition of the other on the same key.
 Keys are payload paths (``metadata.<field>`` for the langchain-qdrant layout).
 """
 
@@ -27,8 +29,12 @@ class Filter:
     must_not: Mapping[str, Any] = field(default_factory=dict)
     ranges: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
     ids: Sequence[str] | None = None
+    all_of: tuple["Filter", ...] = ()
 
     def __post_init__(self) -> None:
+        if not all(isinstance(f, Filter) for f in self.all_of):
+            raise StoreError("Filter.all_of takes Filter objects")
+        object.__setattr__(self, "all_of", tuple(self.all_of))
         for part in (self.must, self.must_not):
             for key, value in part.items():
                 _check_value(key, value)
@@ -42,7 +48,16 @@ class Filter:
             object.__setattr__(self, "ids", [_check_id(i) for i in self.ids])
 
     def is_empty(self) -> bool:
-        return not (self.must or self.must_not or self.ranges) and self.ids is None
+        return not (self.must or self.must_not or self.ranges) and self.ids is None and \
+            all(f.is_empty() for f in self.all_of)
+
+
+def both(a: Filter | None, b: Filter | None) -> Filter | None:
+    """Points that match ``a`` and ``b`` (None matches all)."""
+    parts = [f for f in (a, b) if f is not None and not f.is_empty()]
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    return Filter(all_of=tuple(parts))
 
 
 def _check_value(key: str, value: Any) -> None:
@@ -88,5 +103,6 @@ def translate(flt: Filter | None, b: FilterBuilders) -> Any:
     must += [b.range(k, lo, hi) for k, (lo, hi) in flt.ranges.items()]
     if flt.ids is not None:
         must.append(b.has_ids(list(flt.ids)))
+    must += [translate(sub, b) for sub in flt.all_of if not sub.is_empty()]
     must_not = [cond(k, v) for k, v in flt.must_not.items()]
     return b.filter(must, must_not)
