@@ -139,9 +139,9 @@ class Chunker:
         texts = [text[s:e] for s, e, _ in pieces]
         counts = [n for _, _, n in pieces]
         if self.detect_language and texts:
-            from .langid import detect_languages
+            from .langid import label_document
 
-            languages = detect_languages(texts)  # (code, confidence) each
+            _, languages = label_document(texts)  # (code, confidence) each: its own or its document's
         else:
             languages = [("und", 0.0)] * len(texts)
         return [

@@ -155,3 +155,55 @@ def detect_languages(texts: Sequence[str], max_chars: int = MAX_CHARS) -> list[t
 def detect_language(text: str) -> tuple[str, float]:
     """(ISO code, confidence) of one text; ``("und", 0.0)`` when it is empty or too short."""
     return detect_languages([text])[0]
+
+
+#: a line of prose: this many words at least, and letters make up this share of its non-space characters; code
+#: listings, commands, tables and formulas fall below and do not decide a document's language
+PROSE_MIN_WORDS = 4
+PROSE_LETTER_SHARE = 0.75
+#: a chunk keeps a label of its own (a quotation, a summary in another language) when at least this share of it is
+#: prose and the identifier is this sure of it; any other chunk takes its document's language
+OWN_LABEL_PROSE = 0.5
+OWN_LABEL_CONFIDENCE = 0.8
+_LETTER = regex.compile(r"\p{L}")
+_NON_SPACE = regex.compile(r"\S")
+
+
+def prose_of(text: str) -> str:
+    """The prose lines of ``text`` (see PROSE_MIN_WORDS, PROSE_LETTER_SHARE)."""
+    keep = []
+    for line in text.splitlines():
+        chars = len(_NON_SPACE.findall(line))
+        if chars and len(_LETTER.findall(line)) >= PROSE_LETTER_SHARE * chars and (
+                len(line.split()) >= PROSE_MIN_WORDS or _cjk_share(line) > 0.5):
+            keep.append(line)
+    return "\n".join(keep)
+
+
+def _cjk_share(line: str) -> float:
+    letters = _LETTER.findall(line)
+    return sum(1 for ch in letters if "\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af") / max(len(letters), 1)
+
+
+def label_document(texts: Sequence[str]) -> tuple[tuple[str, float], list[tuple[str, float]]]:
+    """The language of a document from its prose as a whole, and a label per chunk (``texts``): the chunk's own
+    where it is mostly prose the identifier is sure of, else the document's. A German manual whose chunks are
+    mostly code listings stays German; a chunk of numbers stays with its document instead of a guess."""
+    prose = [prose_of(t) for t in texts]
+    own = detect_languages([p if len(p) >= 40 else t for p, t in zip(prose, texts)])
+    votes: dict[str, float] = {}
+    for p, (code, conf) in zip(prose, own):
+        if code != UNDETERMINED:
+            votes[code] = votes.get(code, 0.0) + conf * len(p)
+    if not any(votes.values()):  # no prose at all: the chunks' own labels vote
+        for t, (code, conf) in zip(texts, own):
+            if code != UNDETERMINED:
+                votes[code] = votes.get(code, 0.0) + conf * len(t)
+    if not votes or not any(votes.values()):
+        return (UNDETERMINED, 0.0), own
+    doc = max(votes, key=votes.get)
+    doc_label = (doc, round(votes[doc] / sum(votes.values()), 3))
+    labels = [(code, conf) if code != UNDETERMINED and conf >= OWN_LABEL_CONFIDENCE
+              and len(p) >= OWN_LABEL_PROSE * len(t.strip()) else doc_label
+              for p, t, (code, conf) in zip(prose, texts, own)]
+    return doc_label, labels

@@ -99,3 +99,19 @@ def test_streamed_extracts_equal_the_whole_text(chunks):
     deltas = list(llm.generate(prompt, stream=True))
     assert deltas[0] == extracts_label("de")
     assert "".join(deltas) == llm.complete(prompt)
+
+
+def test_extracts_are_sentences_never_headings_and_each_sentence_once():
+    """A Markdown title or a short unpunctuated heading is never quoted; a sentence that two overlapping chunks
+    both hold (cut at different places) is quoted once."""
+    text = "# Article 26 — the right to education\nEducation\nEveryone has the right to education. " \
+           "Education shall be free, at least in the elementary and fundamental stages."
+    overlap = "Everyone has the right to education. Education shall be free, at least in the elementary"
+    chunks = [RetrievedChunk(id="a", text=text, score=0.5, source="a.md"),
+              RetrievedChunk(id="b", text=overlap, score=0.5, source="a.md")]
+    backend = load_llm("extractive", max_sentences=4, max_margin=1.0)
+    picked = [e.text for e in backend.select(build_prompt("Is education free? Article 26 education", chunks, "en"))]
+    assert picked and not any(p.startswith("#") or p in ("Education", "Article 26 — the right to education")
+                              for p in picked), picked
+    assert sum("Everyone has the right to education." in p for p in picked) == 1, picked
+    assert sum(p.startswith("Education shall be free") for p in picked) == 1, picked

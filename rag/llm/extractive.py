@@ -49,6 +49,31 @@ _NO_SPACE = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Kh
 
 EMBEDDING_MARGIN = 0.04
 LEXICAL_MARGIN = 0.5
+#: with an embedder: added for the share of the question's (IDF-weighted) terms a sentence holds, and for being in
+#: the question's language; far below the margin (e5 cosines of a right and a wrong sentence can differ by 0.013),
+#: so they order near-equals and never overrule relevance
+LEXICAL_BONUS = 0.005
+LANGUAGE_BONUS = 0.003
+#: a line without sentence-final punctuation and at most this many words is a heading or a title, not an answer
+HEADING_MAX_WORDS = 12
+_FINAL = regex.compile(r"[.!?。！？।॥؟۔።:;…]['\"”’»)\]]*$")
+_MARKUP_HEADING = regex.compile(r"^\s*(#{1,6}\s|=+\s|[-=*_]{3,}\s*$)")
+
+
+def is_heading(sentence: str) -> bool:
+    """A heading, a title or a rule rather than a sentence: Markdown/wiki markup, or short and unpunctuated."""
+    if _MARKUP_HEADING.match(sentence):
+        return True
+    if _FINAL.search(sentence.rstrip()):
+        return False
+    return len(sentence) <= 2 * HEADING_MAX_WORDS if _NO_SPACE.search(sentence) else \
+        len(sentence.split()) <= HEADING_MAX_WORDS
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """One sentence holds the other (overlapping chunks cut the same sentence at different places)."""
+    short, long = sorted((a, b), key=len)
+    return short in long or (len(short) >= 40 and short[:40] in long)
 
 
 @dataclass
@@ -167,10 +192,30 @@ class ExtractiveBackend(LLMBackend):
             scores = lexical_scores(prompt.question, texts)
             scores = scores / scores.max() if scores.max() > 0 else scores
             margin = LEXICAL_MARGIN if self.max_margin is None else self.max_margin
-        order = np.argsort(-scores, kind="stable")[: self.max_sentences]
-        best = float(scores[order[0]])
-        return [Extract(cands[i][0], cands[i][1], float(scores[i])) for i in order
-                if float(scores[i]) >= best - margin]
+        if self.embedder is not None:  # rare question terms and the question's language break near-ties
+            lex = lexical_scores(prompt.question, texts)
+            scores = scores + LEXICAL_BONUS * (lex / lex.max() if lex.max() > 0 else lex)
+            scores = scores + LANGUAGE_BONUS * self._in_question_language(prompt.question, texts)
+        best = float(scores.max())
+        chosen: list[int] = []
+        for i in np.argsort(-scores, kind="stable"):
+            if len(chosen) >= self.max_sentences or float(scores[i]) < best - margin:
+                break
+            if any(_overlaps(texts[i], texts[j]) for j in chosen):
+                continue  # the same sentence cut differently by overlapping chunks: once
+            chosen.append(int(i))
+        return [Extract(cands[i][0], cands[i][1], float(scores[i])) for i in chosen]
+
+    @staticmethod
+    def _in_question_language(question: str, texts: list[str]) -> np.ndarray:
+        from ..language import detect_query_language
+
+        try:
+            from lusifer_rag.ingest.langid import detect_languages
+        except ImportError:  # pragma: no cover
+            return np.zeros(len(texts), dtype=np.float32)
+        lang = detect_query_language(question)
+        return np.array([code == lang for code, _ in detect_languages(texts)], dtype=np.float32)
 
     def candidates(self, prompt: Prompt) -> list[tuple[int, str]]:
         """(source number, sentence) for every sentence worth quoting, each distinct text once."""
@@ -179,7 +224,7 @@ class ExtractiveBackend(LLMBackend):
         for n, chunk in enumerate(prompt.sources, 1):
             for start, end in sentence_spans(chunk.text):
                 sentence = " ".join(chunk.text[start:end].split())
-                if len(_LETTER.findall(sentence)) < self.min_letters or sentence in seen:
+                if len(_LETTER.findall(sentence)) < self.min_letters or sentence in seen or is_heading(sentence):
                     continue
                 seen.add(sentence)
                 out.append((n, sentence))
