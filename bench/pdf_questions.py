@@ -99,7 +99,7 @@ def pdf_set(questions_file: Path = QUESTIONS) -> tuple[dict[str, PdfSource], lis
             continue
         row = json.loads(line)
         q = Question(**row)
-        q.cross = q.language != pdfs[q.pdf].language
+        q.cross = q.pdf in pdfs and q.language != pdfs[q.pdf].language  # an unknown key: verify() says so
         questions.append(q)
     return pdfs, questions
 
@@ -224,12 +224,13 @@ def evaluate(retriever_factory: Callable, *, embedder=None, split: str = "all", 
     """Searches every question (of ``split``: "tune", "test" or "all") with the retriever that
     ``retriever_factory(store, collection, embedder)`` returns. Returns {"per_question": [{id, rank, ...}],
     "same": summary, "cross": summary, "all": summary, "ms": median ms of a search (query vector cached)}.
-    ``built``: a :func:`build_collection` result to reuse (else built with ``embedder``, default e5-small)."""
-    if built is None:
-        if embedder is None:
-            from lusifer_rag.embedder import load_embedder
+    ``embedder``: the collection's (default e5-small); ``built``: a :func:`build_collection` result made with it, to
+    reuse (else built here)."""
+    if embedder is None:  # the collection's embedder: the retriever must embed queries with the same model
+        from lusifer_rag.embedder import load_embedder
 
-            embedder = load_embedder("e5-small", device="cpu")
+        embedder = load_embedder("e5-small", device="cpu")
+    if built is None:
         built = build_collection(embedder)
     store, collection, src = built
     _, questions = pdf_set()
