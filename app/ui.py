@@ -35,6 +35,8 @@ CSS = """
 .lr-meta {font-size: 0.85em; opacity: 0.8; margin-bottom: 4px;}
 .lr-lang {font-family: monospace; padding: 0 4px; border-radius: 4px; background: var(--background-fill-secondary);}
 .lr-hit mark, .lr-viewer mark {background: #fde68a; color: inherit; padding: 0 1px;}
+.lr-context {max-height: 640px; overflow-y: auto;}
+.lr-viewer-download {margin-top: 6px;}
 .lr-passage {white-space: pre-wrap; unicode-bidi: plaintext;}
 .lr-cite {cursor: pointer; color: var(--color-accent); font-weight: 600;}
 .lr-answering {font-size: 0.85em; opacity: 0.75; margin-bottom: 6px;}
@@ -240,7 +242,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
 
         reading(request, "open documents")
         c = citation_of(db, owner(request), cite_request)
-        state, body = panel_for_citation(ws, c)
+        state, body = panel_for_citation(ws, c, caller(request))
         return gr.update(visible=True), body, state
 
     @_user_errors
@@ -250,7 +252,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
         reading(request, "open documents")
         if not state:
             return gr.skip(), gr.skip()
-        state, body = panel_step(ws, state, step)
+        state, body = panel_step(ws, state, step, caller(request))
         return body, state
 
     # -- Documents tab --
