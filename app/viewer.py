@@ -274,20 +274,30 @@ def _page_chars(tp) -> str:
     return "".join(chr(raw.FPDFText_GetUnicode(tp.raw, i)) for i in range(tp.count_chars()))
 
 
+_SOFT_BREAKS = "\ufffe\x02"  # PDFium's marks of a word it re-joined across a line break (text range / per char)
+
+
 def page_words(chars: str) -> list[tuple[str, list[int]]]:
     """Words of a page's characters with the char indices each is made of. A word PDFium re-joined across a line
-    break (U+FFFE, then the break) is one word, as the ingested text has it."""
-    kept: list[int] = []  # char indices, the soft break and the line break after it left out
+    break (a soft-break mark, maybe a line break after it) is one word, as the ingested text has it, unless an
+    upper-case letter follows ("Franco-German", as ingest/pdf.py reads it)."""
+    kept: list[int] = []  # char indices, soft breaks and the line breaks after them left out
+    text: list[str] = []
     i = 0
     while i < len(chars):
-        if chars[i] == "\ufffe":
+        if chars[i] in _SOFT_BREAKS:
+            mark = i
             i += 1
             while i < len(chars) and chars[i] in "\r\n":
                 i += 1
+            if i < len(chars) and chars[i].isupper():
+                kept.append(mark)
+                text.append(" ")
             continue
         kept.append(i)
+        text.append(chars[i])
         i += 1
-    joined = "".join(chars[i] for i in kept)
+    joined = "".join(text)
     return [(m.group().casefold(), kept[m.start():m.end()]) for m in _WORD.finditer(joined)]
 
 
@@ -321,7 +331,7 @@ def _passage_rects(tp, passage: str) -> tuple[list[tuple[float, float, float, fl
     found = locate(page_words(chars), passage)
     located = bool(found)
     if not found:  # the whole text block, so the reader sees where the text is
-        found = [i for i, ch in enumerate(chars) if not ch.isspace() and ch != "\ufffe"]
+        found = [i for i, ch in enumerate(chars) if not ch.isspace() and ch not in _SOFT_BREAKS]
         if not found:
             return [], False
         boxes = [tp.get_charbox(i) for i in found]
