@@ -385,9 +385,11 @@ def viewer_html(v: SourceView) -> str:
     head = (f"<div class='lr-meta lr-viewer-where'>{html.escape(' · '.join(x for x in where if x))}</div>")
     if v.kind == "pdf":
         on_page = bool(v.passage_pages) and v.passage_pages[0] <= (v.page or 0) <= v.passage_pages[1]
-        body = (f"<img class='lr-page-image' src='{html.escape(v.image_url or '')}' "
-                f"alt='{html.escape(f'page {v.page} of {v.source}')}' data-page='{int(v.page or 0)}' "
-                f"style='width:100%; border:1px solid var(--border-color-primary)'>")
+        src = html.escape(v.image_url or "")
+        body = (f"<a href='{src}' target='_blank' rel='noopener' title='Open the page at full size'>"
+                f"<img class='lr-page-image' src='{src}' alt='{html.escape(f'page {v.page} of {v.source}')}' "
+                f"data-page='{int(v.page or 0)}' style='width:100%; border:1px solid var(--border-color-primary)'>"
+                "</a>")
         if v.passage:
             label = "Cited passage (highlighted on this page)" if on_page else \
                 f"Cited passage ({page_label(*v.passage_pages) if v.passage_pages else 'another page'})"
