@@ -207,10 +207,9 @@ def _open_pdf(service, path: Path, source: str):
 
     from lusifer_rag.ingest.options import LoadOptions
 
-    data = path.read_bytes()
     for pw in LoadOptions.from_settings(service.settings).passwords_for(source):
         try:
-            return pdfium.PdfDocument(data, password=pw or None)
+            return pdfium.PdfDocument(str(path), password=pw or None)  # from the file: pages load as needed
         except pdfium.PdfiumError:
             continue
     raise RagError(f"{Path(source).name}: the original cannot be opened (damaged, or its password is no longer "
@@ -391,7 +390,7 @@ def viewer_html(v: SourceView) -> str:
                 f"data-page='{int(v.page or 0)}' style='width:100%; border:1px solid var(--border-color-primary)'>"
                 "</a>")
         if v.passage:
-            label = "Cited passage (highlighted on this page)" if on_page else \
+            label = "Cited passage (on this page)" if on_page else \
                 f"Cited passage ({page_label(*v.passage_pages) if v.passage_pages else 'another page'})"
             body += (f"<details class='lr-cited'><summary>{html.escape(label)}</summary>"
                      f"<div class='lr-passage'>{passage_html(v.passage)}</div></details>")
