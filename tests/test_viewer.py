@@ -15,7 +15,7 @@ from conftest import udhr_articles
 from lusifer_rag.app import viewer
 from lusifer_rag.app.access import LOCAL, Principal
 from lusifer_rag.errors import AccessError, NotFoundError, RagError
-from pdf_factory import docx_file, english_pdf
+from pdf_factory import HTML_NOISE, NOISY_HTML, docx_file, english_pdf
 
 USER, PASSWORD = "ann", "viewer test 7"
 HOSTILE = ("Opening hours of the reading room: <script>alert('x')</script> <img src=https://evil.example/p.png> "
@@ -132,6 +132,7 @@ def app(tmp_path_factory, e5):
     docx_file(files / "library.docx", ["The library lends board games for three weeks.",
                                        "A damaged game is replaced or paid for at the desk."], title="Loans")
     (files / "hours.txt").write_text(HOSTILE, encoding="utf-8")
+    (files / "rights.html").write_text(NOISY_HTML, encoding="utf-8")
     (files / "other.txt").write_text("The observatory records meteor showers every August.", encoding="utf-8")
     # ingest moves what it is given: what the tests compare against is read first
     texts = {"rights.md": (files / "rights.md").read_text(encoding="utf-8"), "overview.pdf": pdf.read_bytes()}
@@ -139,7 +140,8 @@ def app(tmp_path_factory, e5):
     with running_app(app_settings(tmp, collection="docs"), e5, options=options) as running:
         ws = running.workspace
         report = running.service.ingest([(p.name, p) for p in (pdf, files / "rights.md", files / "library.docx",
-                                                                 files / "hours.txt")], principal=LOCAL)
+                                                                 files / "hours.txt", files / "rights.html")],
+                                         principal=LOCAL)
         assert not report.by_status("failed"), report.to_json()
         report = ws.service("other").ingest([("other.txt", files / "other.txt")], principal=LOCAL)
         assert not report.by_status("failed"), report.to_json()
@@ -213,11 +215,15 @@ def test_markdown_passage_in_its_context_with_neighbours(app):
     assert first.prev is None and first.next == str(chunks[1].id)
 
 
-def test_docx_and_hostile_text_are_escaped_in_context(app):
+def test_docx_html_and_hostile_text_are_escaped_in_context(app):
     svc = app.service
     docx = _doc(svc, "library.docx")
     v = viewer.view(svc, docx["doc_id"], str(_chunks(svc, docx["doc_id"])[0].id), principal=LOCAL)
     assert v.kind == "text" and "<mark>" in v.context_html and "board games for three weeks" in v.context_html
+    page = _doc(svc, "rights.html")
+    v = viewer.view(svc, page["doc_id"], str(_chunks(svc, page["doc_id"])[0].id), principal=LOCAL)
+    assert "born\nfree and equal in dignity" in v.context_html or "born free and equal in dignity" in v.context_html
+    assert not any(noise in v.context_html for noise in HTML_NOISE)  # the main text, as it was indexed
     hours = _doc(svc, "hours.txt")
     v = viewer.view(svc, hours["doc_id"], None, principal=LOCAL)
     page = viewer.viewer_html(v)
