@@ -232,7 +232,7 @@ def page_png(service, doc_id: str, page: int, chunk_id: str | None = None, *, pr
     finally:
         pdf.close()
     buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=True)
+    image.save(buf, format="PNG")  # optimize=True: 3.6x the time for 2% fewer bytes
     return buf.getvalue()
 
 

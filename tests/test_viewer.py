@@ -278,3 +278,19 @@ def test_routes_serve_only_signed_in_readers_and_404_other_ids(app):
         ok = c.get(f"api/v1/documents/{foreign['doc_id']}/view?collection=other")
         assert ok.status_code == 200 and ok.json()["source"] == "other.txt"
         assert c.get(f"{base}/view?page=7").status_code == 400
+
+
+def test_a_pdf_without_its_original_opens_as_text(app):
+    """A PDF ingested by the command line keeps no original: its passage shows in context, with no page images.
+    (Runs last: it removes the kept original of overview.pdf.)"""
+    svc = app.service
+    doc = _doc(svc, "overview.pdf")
+    chunk = str(_chunks(svc, doc["doc_id"])[0].id)
+    svc.uploads().remove(doc["doc_id"])
+    v = viewer.view(svc, doc["doc_id"], chunk, principal=LOCAL)
+    assert v.kind == "text" and v.original_url is None and v.image_url is None and "<mark>" in v.context_html
+    assert v.passage_pages == (1, 3) and "p. 1–3" in viewer.viewer_html(v)
+    with pytest.raises(NotFoundError, match="no page images"):
+        viewer.page_png(svc, doc["doc_id"], 1, chunk, principal=LOCAL)
+    with pytest.raises(NotFoundError, match="no original is kept"):
+        viewer.original_file(svc, doc["doc_id"], LOCAL)
