@@ -1,8 +1,8 @@
 """The README's screenshot: the Ask tab with a cited PDF page opened in the source viewer.
 
 Serves the app on 127.0.0.1 over a scratch data dir with the bundled sample corpus (multilingual-e5-small, offline),
-asks a question in headless chromium through playwright, opens the first citation of the Spanish PDF and saves the page as
-a 256-colour PNG::
+asks a question in headless chromium through playwright, opens the first citation of the Spanish PDF and saves the
+page as a 256-colour PNG::
 
     .venv/bin/python scripts/readme_screenshot.py docs/ask_viewer.png
 """
