@@ -280,6 +280,31 @@ def test_routes_serve_only_signed_in_readers_and_404_other_ids(app):
         assert c.get(f"{base}/view?page=7").status_code == 400
 
 
+def test_the_ask_tabs_panel_steps_through_pages_and_passages(app):
+    from lusifer_rag.app.viewer_panel import panel_for_citation, panel_step
+
+    ws, svc = app.workspace, app.service
+    pdf, md = _doc(svc, "overview.pdf"), _doc(svc, "rights.md")
+    first = _chunks(svc, pdf["doc_id"])[0]
+    state, body = panel_for_citation(ws, {"collection": "docs", "doc_id": pdf["doc_id"], "chunk_id": str(first.id),
+                                          "text": first.payload["page_content"]}, LOCAL)
+    assert "page 1 of 3" in body and "pages/1.png" in body
+    state, body = panel_step(ws, state, 1, LOCAL)
+    assert state["page"] == 2 and "page 2 of 3" in body and "pages/2.png" in body
+    state, body = panel_step(ws, state, -1, LOCAL)
+    state, same = panel_step(ws, state, -1, LOCAL)  # before page 1: stays
+    assert state["page"] == 1 and same == body
+    chunks = _chunks(svc, md["doc_id"])
+    state, _ = panel_for_citation(ws, {"collection": "docs", "doc_id": md["doc_id"], "chunk_id": str(chunks[0].id)},
+                                  LOCAL)
+    state, body = panel_step(ws, state, 1, LOCAL)
+    assert state["chunk_id"] == str(chunks[1].id) and "<mark>" in body
+    # a cited document that is gone: the saved passage, escaped, and why
+    _, body = panel_for_citation(ws, {"collection": "docs", "doc_id": "gone", "chunk_id": "", "source": "gone.txt",
+                                      "text": "Quoted <b>text</b>"}, LOCAL)
+    assert "Quoted &lt;b&gt;text&lt;/b&gt;" in body and "no document" in body and "<b>" not in body
+
+
 def test_a_pdf_without_its_original_opens_as_text(app):
     """A PDF ingested by the command line keeps no original: its passage shows in context, with no page images.
     (Runs last: it removes the kept original of overview.pdf.)"""
