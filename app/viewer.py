@@ -336,7 +336,19 @@ def _passage_rects(tp, passage: str) -> tuple[list[tuple[float, float, float, fl
         boxes = [tp.get_charbox(i) for i in found]
         return [(min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
                  max(b[3] for b in boxes))], False
-    return _line_rects([tp.get_charbox(i) for i in sorted(found)]), located
+    return _line_rects([tp.get_charbox(i) for i in sorted(_with_punctuation(chars, found))]), located
+
+
+def _with_punctuation(chars: str, found: list[int]) -> set[int]:
+    """The matched chars plus the punctuation right after each (a line's final "." or ","; words alone leave it)."""
+    out = set(found)
+    for i in found:
+        j = i + 1
+        while j < len(chars) and j not in out and not chars[j].isspace() and not chars[j].isalnum() \
+                and chars[j] not in _SOFT_BREAKS:
+            out.add(j)
+            j += 1
+    return out
 
 
 def _line_rects(boxes: list[tuple[float, float, float, float]]) -> list[tuple[float, float, float, float]]:
