@@ -14,11 +14,12 @@ from typing import Annotated
 
 from lusifer_rag.errors import RagError
 
+from . import viewer
 from .access import Principal
 
 
 from fastapi import APIRouter, Body, File, Form, Request, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 
@@ -154,15 +155,25 @@ def api_router(ws) -> APIRouter:
 
     @router.get("/documents/{doc_id}/original")
     def original(request: Request, doc_id: str, collection: str | None = None):
-        """The uploaded original of a document, as a download (never rendered by the browser)."""
-        reading(request, "open documents")
-        service = ws.service(collection)
-        doc = next((d for d in service.documents() if d["doc_id"] == doc_id), None)
-        path = service.uploads().original(doc_id) if doc else None
-        if path is None:
-            raise RagError(f"no original is kept for document {doc_id!r} (unknown, or ingested by the command line)")
-        return FileResponse(path, filename=Path(doc["source"]).name, media_type="application/octet-stream",
+        """The uploaded original of a document, as a download (never rendered by the browser); 404 for a document
+        the caller cannot read in that collection."""
+        path, name = viewer.original_file(ws.service(collection), doc_id, caller(request))
+        return FileResponse(path, filename=name, media_type="application/octet-stream",
                             headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
+
+    @router.get("/documents/{doc_id}/view")
+    def view_document(request: Request, doc_id: str, chunk: str | None = None, page: int | None = None,
+                      collection: str | None = None) -> dict:
+        """The source viewer's content: a PDF's page (``page``, default: the passage's) with its image URL, or the
+        passage ``chunk`` in its surrounding text (escaped HTML); previous and next, the original's URL."""
+        return viewer.view(ws.service(collection), doc_id, chunk, page, principal=caller(request)).to_json()
+
+    @router.get("/documents/{doc_id}/pages/{n}.png")
+    def page_image(request: Request, doc_id: str, n: int, chunk: str | None = None, collection: str | None = None):
+        """Page ``n`` of a PDF, rendered, with passage ``chunk`` highlighted when it lies on that page."""
+        png = viewer.page_png(ws.service(collection), doc_id, n, chunk, principal=caller(request))
+        return Response(png, media_type="image/png", headers={
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300"})
 
     @router.post("/reindex")
     def reindex(request: Request, body: ReindexRequest = Body(...), collection: str | None = None) -> dict:

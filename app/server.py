@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from lusifer_rag.errors import AccessError, BusyError, ConfigError, LusiferRagError, ThrottledError
+from lusifer_rag.errors import AccessError, BusyError, ConfigError, LusiferRagError, NotFoundError, ThrottledError
 
 from .access import LOOPBACK, AccessPolicy, LoginThrottle, session_secret
 
@@ -165,7 +165,8 @@ def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
 
     @app.exception_handler(LusiferRagError)
     async def _typed(request: Request, e: LusiferRagError):
-        return JSONResponse({"error": str(e)}, status_code=503 if isinstance(e, BusyError) else 400)
+        status = 503 if isinstance(e, BusyError) else 404 if isinstance(e, NotFoundError) else 400
+        return JSONResponse({"error": str(e)}, status_code=status)
 
     @app.exception_handler(AccessError)
     async def _access(request: Request, e: AccessError):

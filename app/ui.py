@@ -35,6 +35,8 @@ CSS = """
 .lr-meta {font-size: 0.85em; opacity: 0.8; margin-bottom: 4px;}
 .lr-lang {font-family: monospace; padding: 0 4px; border-radius: 4px; background: var(--background-fill-secondary);}
 .lr-hit mark, .lr-viewer mark {background: #fde68a; color: inherit; padding: 0 1px;}
+.lr-context {max-height: 640px; overflow-y: auto; position: relative;}
+.lr-viewer-download {margin-top: 6px;}
 .lr-passage {white-space: pre-wrap; unicode-bidi: plaintext;}
 .lr-cite {cursor: pointer; color: var(--color-accent); font-weight: 600;}
 .lr-answering {font-size: 0.85em; opacity: 0.75; margin-bottom: 6px;}
@@ -45,8 +47,9 @@ CSS = """
 .lr-hidden {display: none !important;}
 .lr-logout {float: right;}
 """
-#: a click on a citation marker [n] in an answer opens that source (the marker carries the saved answer's id)
-HEAD = """<script>
+#: a click on a citation marker [n] in an answer opens that source (the marker carries the saved answer's id); an
+#: opened passage in its surrounding text is scrolled into the middle of its box
+HEAD = r"""<script>
 document.addEventListener("click", (e) => {
   const el = e.target.closest && e.target.closest(".lr-cite");
   if (!el) return;
@@ -58,6 +61,13 @@ document.addEventListener("click", (e) => {
   box.dispatchEvent(new Event("input", {bubbles: true}));
   setTimeout(() => btn.click(), 50);
 });
+new MutationObserver(() => {
+  const mark = document.querySelector("#viewer-body .lr-context mark:not([data-lr-seen])");
+  if (!mark) return;
+  mark.setAttribute("data-lr-seen", "1");
+  const box = mark.closest(".lr-context");
+  box.scrollTop = Math.max(0, mark.offsetTop - box.clientHeight / 3);  // offsetTop: within the box
+}).observe(document.documentElement, {childList: true, subtree: true});
 </script>"""
 
 
@@ -240,7 +250,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
 
         reading(request, "open documents")
         c = citation_of(db, owner(request), cite_request)
-        state, body = panel_for_citation(ws, c)
+        state, body = panel_for_citation(ws, c, caller(request))
         return gr.update(visible=True), body, state
 
     @_user_errors
@@ -250,7 +260,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
         reading(request, "open documents")
         if not state:
             return gr.skip(), gr.skip()
-        state, body = panel_step(ws, state, step)
+        state, body = panel_step(ws, state, step, caller(request))
         return body, state
 
     # -- Documents tab --

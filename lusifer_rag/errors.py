@@ -48,6 +48,11 @@ class RagError(LusiferRagError):
     """Retrieval or answer generation failed."""
 
 
+class NotFoundError(RagError):
+    """No such document, passage or page that the caller may read (HTTP 404): unknown, in another collection, or
+    gone. Says which, never where a file lies."""
+
+
 class LLMError(RagError):
     """An LLM backend failed (server down, timeout, bad response)."""
 

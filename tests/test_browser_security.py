@@ -148,14 +148,22 @@ def test_a_hostile_document_loads_nothing_and_restyles_nothing(setup, browser):
         for title in titles.all():
             title.click()  # open every citation of the document: its passage holds the markup, shown as text
         expect(chat).to_contain_text("pixel.png")
+        # and in the source viewer: [n] of that document opens it in its surrounding text
+        n = re.match(r"\[(\d+)\]", titles.first.inner_text().strip()).group(1)
+        chat.locator(f".lr-cite.lr-n-{n}").first.click()
+        viewer = page.locator("#viewer")
+        expect(viewer.locator(".lr-context mark")).to_be_visible()
+        expect(viewer).to_contain_text("pixel.png")
         page.wait_for_timeout(1000)
         page.screenshot(path=str(ARTIFACTS / "browser_hostile_document.png"), full_page=True)
-        assert page.locator("#chat img, #search-results img").count() == 0
+        assert page.locator("#chat img, #search-results img, #viewer img").count() == 0
         assert page.locator("#chat a[href], #search-results a[href]").count() == 0
-        fixed = page.evaluate("""() => [...document.querySelectorAll('#chat *, #search-results *')]
+        links = viewer.locator("a[href]").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+        assert links and all(h.startswith("/api/v1/documents/") for h in links), links  # the download only
+        fixed = page.evaluate("""() => [...document.querySelectorAll('#chat *, #search-results *, #viewer *')]
                                  .filter(e => getComputedStyle(e).position === 'fixed').length""")
         assert fixed == 0
-        assert page.locator("#chat h1, #search-results h1").count() == 0
+        assert page.locator("#chat h1, #search-results h1, #viewer h1").count() == 0
         # no request ever reached the document's image or link addresses
         assert not [h for h in site.hits if h.startswith(("/pixel.png", "/img.png", "/pay"))], site.hits
     finally:
