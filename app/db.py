@@ -1,5 +1,5 @@
-"""The app's own records in one SQLite database under the data dir: saved conversations and server-side settings
-(users, groups, grants and API keys join this schema later; every row that belongs to someone has an ``owner``).
+"""The app's own records in one SQLite database under the data dir: saved conversations, server-side settings,
+and users, groups, grants and API keys (app/identity.py); every row that belongs to someone names its owner.
 
 SQLite through the standard library: WAL, one connection per thread, foreign keys on, the schema versioned by
 ``PRAGMA user_version`` and migrated forward on open. The file is readable by this user only (it holds an LLM key).
@@ -48,6 +48,59 @@ MIGRATIONS = (
         updated REAL NOT NULL,
         updated_by TEXT NOT NULL
     );
+    """,
+    # users, groups, grants and API keys (app/identity.py); principals are 'u:<user id>' and 'g:<group id>'
+    """
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT,
+        is_admin INTEGER NOT NULL DEFAULT 0,
+        origin TEXT NOT NULL DEFAULT 'local',
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL
+    );
+    CREATE TABLE groups (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        created REAL NOT NULL
+    );
+    CREATE TABLE memberships (
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        group_id TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+        PRIMARY KEY (user_id, group_id)
+    );
+    CREATE TABLE collections (
+        name TEXT PRIMARY KEY,
+        owner TEXT,
+        public INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL
+    );
+    CREATE TABLE grants (
+        collection TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        level TEXT NOT NULL CHECK (level IN ('read', 'write', 'admin')),
+        PRIMARY KEY (collection, principal)
+    );
+    CREATE TABLE document_readers (
+        collection TEXT NOT NULL,
+        doc_id TEXT NOT NULL,
+        principals TEXT NOT NULL,
+        PRIMARY KEY (collection, doc_id)
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        prefix TEXT NOT NULL UNIQUE,
+        hash TEXT NOT NULL,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created REAL NOT NULL,
+        expires REAL,
+        revoked REAL,
+        last_used REAL
+    );
+    CREATE INDEX api_keys_user ON api_keys(user_id)
     """,
 )
 
