@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from lusifer_rag.cli import command, store_args
 from lusifer_rag.settings import Settings
@@ -22,7 +23,9 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ocr", choices=["auto", "force", "off"], help="OCR of PDF pages without text and of images "
                    "(default: settings / LUSIFER_RAG_OCR, 'auto')")
     p.add_argument("--ocr-languages", metavar="PACKS", help="Tesseract packs, e.g. eng+swa (default: 'auto', by script)")
-    p.add_argument("--pdf-password", metavar="PASSWORD", help="password to try on password-protected PDFs")
+    p.add_argument("--pdf-password", metavar="PASSWORD", help="password to try on password-protected PDFs; '-' asks "
+                   "for it (or reads a line from stdin), which keeps it out of the process list that other users can "
+                   "read (so does LUSIFER_RAG_PDF_PASSWORD)")
     p.add_argument("--pdf-passwords", metavar="FILE", help='JSON file {"glob on path or name": "password"}')
     p.add_argument("--workers", type=int, help="parse/chunk processes (default: cores - 1 with a GPU embedder, 0 = in this process with a CPU "
                    "embedder); with --ray: embedding actors (default: GPUs)")
@@ -77,9 +80,24 @@ def load_options(args: argparse.Namespace, settings: Settings):
 
     from lusifer_rag.ingest.options import LoadOptions
 
+    password = args.pdf_password
+    if password == "-":
+        password = read_secret("PDF password: ")
+    elif password:
+        print("warning: --pdf-password is visible to other users in the process list while this runs; give '-' to "
+              "be asked for it, or set LUSIFER_RAG_PDF_PASSWORD", file=sys.stderr)
     over = {k: v for k, v in (("ocr", args.ocr), ("ocr_languages", args.ocr_languages),
-                              ("pdf_password", args.pdf_password), ("pdf_passwords_file", args.pdf_passwords)) if v}
+                              ("pdf_password", password), ("pdf_passwords_file", args.pdf_passwords)) if v}
     return LoadOptions.from_settings(dataclasses.replace(settings, **over))
+
+
+def read_secret(prompt: str) -> str:
+    """A secret from the terminal (not echoed), else the first line of stdin."""
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def _stats_args(p: argparse.ArgumentParser) -> None:
