@@ -359,9 +359,9 @@ class _UnpackBudget:
         """The member's bytes in blocks; DocumentError ``too-large`` as soon as it passes ``cap`` or the budget."""
         info = copy.copy(zf.getinfo(name))
         limit = min(cap or self.limit, self.limit - self.used)
-        # zipfile stops reading at the header's file_size (then fails the CRC): let it read past our own cap
-        # instead, so the real size decides; the CRC is still checked when a member ends within the cap
-        info.file_size = limit + 1
+        # zipfile stops at the header's file_size (and fails the CRC there): lift it, so that the real end of the
+        # compressed data decides (where the CRC is still checked), and our count stops a member past the cap
+        info.file_size = 1 << 62
         read = 0
         with zf.open(info) as f:
             while block := f.read(_UNPACK_BLOCK):
