@@ -89,7 +89,7 @@ class IngestReport:
 
     def summary(self) -> str:
         c = Counter(r.status for r in self.results)
-        parts = [f"{c.get(s, 0)} {s}" for s in STATUSES]
+        parts = [f"{c.get(s, 0)} {s}" for s in STATUSES if s != "cancelled" or c.get(s)]
         rate = self.embedded_tokens / self.seconds if self.seconds else 0.0
         ocr = sum(r.ocr_pages for r in self.results)
         return (f"{self.collection}: " + ", ".join(parts)
