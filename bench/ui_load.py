@@ -98,7 +98,7 @@ async def _search_once(client, url: str, q: str, k: int, highlight: bool) -> tup
 
     t = time.perf_counter()
     try:
-        r = await client.post(f"{url}gradio_api/call/search", json={"data": [q, [], [], k, highlight]})
+        r = await client.post(f"{url}gradio_api/call/search", json={"data": [q, [], [], k, highlight, None]})
         r.raise_for_status()
         event = r.json()["event_id"]
         kind, data = None, None
