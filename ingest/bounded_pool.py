@@ -96,6 +96,17 @@ class BoundedPool:
                 w.job[1].set_result(self.failure(w.job[0], CANCELLED, "not finished: the ingest was cancelled"))
 
     def _supervise(self) -> None:
+        try:
+            self._supervise_loop()
+        except BaseException as e:  # noqa: BLE001 - never leave a future unanswered: the ingest would wait forever
+            with self._lock:
+                waiting, self._queue = list(self._queue), deque()
+            for item, future in waiting + [w.job for w in self._workers if w.job is not None]:
+                if future.running() or future.set_running_or_notify_cancel():
+                    future.set_result(self.failure(item, CRASH, f"the worker pool failed: {type(e).__name__}: {e}"))
+            raise
+
+    def _supervise_loop(self) -> None:
         from multiprocessing.connection import wait
 
         while True:
