@@ -204,16 +204,28 @@ def test_the_lock_record_keeps_secrets_out_and_is_private(tmp_path, monkeypatch)
         lock.release()
 
 
-def test_cancel_needs_the_write_right_and_reports_when_idle(tmp_path, e5):
+def test_the_app_cancels_a_running_upload(tmp_path, e5, udhr):
+    """The service's cancel (the API route and the UI button call it): needs the write right, says False when
+    nothing runs, and stops a running upload: the finished file stays, the slow one is reported cancelled."""
+    from app_fixtures import app_settings
     from lusifer_rag.app.access import LOCAL, Principal
     from lusifer_rag.app.service import AppOptions, RagService
     from lusifer_rag.errors import AccessError
     from lusifer_rag.runtime import open_store_from
-    from app_fixtures import app_settings
 
     settings = app_settings(tmp_path)
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "a.txt").write_text(udhr("en")[0], encoding="utf-8")
+    _slow_file(up / "b-long.md")
     with open_store_from(settings) as store:
         svc = RagService(settings, store, embedder=e5, options=AppOptions(ingest_workers=1))
         assert svc.cancel_ingest(principal=LOCAL) is False
         with pytest.raises(AccessError, match="cancel an ingest"):
             svc.cancel_ingest(principal=Principal("reader", frozenset({"read"})))
+        answered = []
+        on_progress = lambda p: answered.append(svc.cancel_ingest(principal=LOCAL))  # noqa: E731
+        report = svc.ingest([("a.txt", up / "a.txt"), ("b-long.md", up / "b-long.md")], on_progress,
+                            principal=LOCAL)
+    assert answered == [True]
+    assert [(r.source, r.status) for r in report.results] == [("a.txt", "ingested"), ("b-long.md", "cancelled")]
