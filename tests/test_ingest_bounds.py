@@ -72,6 +72,20 @@ def test_deep_html_and_long_lines_load(corpus):
     assert md.text == corpus["md"].read_text(encoding="utf-8")
 
 
+def test_a_megabyte_line_chunks_within_the_cap(corpus, e5):
+    """Cut by characters before it is counted (never tokenized whole): every chunk is its slice of the text, within
+    the cap, and together they cover the line."""
+    from lusifer_rag.ingest.loaders import load_document
+    from lusifer_rag.ingest.pipeline import chunker_for
+
+    doc = load_document(corpus["md"])
+    chunks = chunker_for(e5, ChunkingParams(max_tokens=512, overlap_tokens=0)).chunk(doc)
+    assert all(c.text == doc.text[c.char_start:c.char_end] and c.token_count <= 512 for c in chunks)
+    assert chunks[0].char_start == 0 and chunks[-1].char_end == len(doc.text)
+    assert all(b.char_start >= a.char_end for a, b in zip(chunks, chunks[1:]))
+    assert sum(len(c.text.split()) for c in chunks) == len(doc.text.split())
+
+
 def test_a_one_line_per_page_form_keeps_its_text(corpus):
     from lusifer_rag.ingest.loaders import load_document
 
