@@ -144,6 +144,12 @@ def api_router(ws) -> APIRouter:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    @router.post("/ingest/cancel")
+    def cancel_ingest(request: Request, collection: str | None = None) -> dict:
+        """Stop the collection's running ingest: files not finished are reported ``cancelled`` in its report;
+        uploading them again resumes (finished ones are skipped as unchanged)."""
+        return {"cancelled": ws.service(collection).cancel_ingest(principal=caller(request))}
+
     @router.post("/documents/delete")
     def delete_documents(request: Request, body: DeleteRequest, collection: str | None = None) -> dict:
         """Delete several documents at once (ids or sources); all are checked before any is deleted."""

@@ -344,12 +344,15 @@ class RagService:
                 # chunking: the pipeline's default for this embedder (as `lusifer-rag ingest` uses)
                 from lusifer_rag.ingest.options import LoadOptions
 
+                from lusifer_rag.ingest.bounded_pool import FileLimits
+
                 self._ingestor = Ingestor(self.store, self.collection, self.embedder,
                                           workers=self.options.ingest_workers,
                                           embed_batch_chunks=self.options.ingest_batch_chunks,
                                           max_bytes=self.options.max_upload_bytes, progress_mode="off",
                                           load_options=LoadOptions.from_settings(self.settings),
-                                          sentence_vectors=self.settings.sentence_vectors)
+                                          sentence_vectors=self.settings.sentence_vectors,
+                                          limits=FileLimits.from_settings(self.settings))
             return self._ingestor
 
     def uploads(self):
@@ -393,6 +396,16 @@ class RagService:
                 ing.on_progress = None
                 uploads.clear_staging(token)
                 self._search_checked = -1.0
+
+    def cancel_ingest(self, *, principal: Principal) -> bool:
+        """Stop this collection's running ingest (files not finished are reported ``cancelled``; ingesting them
+        again resumes); False when none is running."""
+        principal.require("write", "cancel an ingest")
+        ing = self._ingestor
+        if ing is None or not self._ingest_lock.locked():
+            return False
+        ing.cancel()
+        return True
 
     def ingest_sample(self, on_progress=None, *, principal: Principal):
         """Ingest the bundled multilingual sample corpus (idempotent: unchanged files are skipped)."""

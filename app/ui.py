@@ -336,10 +336,17 @@ def build_app(workspace: Workspace) -> gr.Blocks:
             raise gr.Error(str(e) if isinstance(e, LusiferRagError) else f"ingestion failed: {type(e).__name__}")
         view = ReportView.of(outcome["report"])
         state["files_done"] = state["files_total"]
-        status = f"**Done.** {_md_text(view.summary)}" + (
+        done = "**Cancelled.**" if outcome["report"].by_status("cancelled") else "**Done.**"
+        status = f"{done} {_md_text(view.summary)}" + (
             "\n\n**Some files failed** — see the table below." if view.failed else "")
         yield (progress_html(state, time.monotonic() - t0), status + "\n\n" + "\n".join(log[-50:]),
                gr.update(value=view.failed, visible=bool(view.failed)), view.json)
+
+    @_user_errors
+    def cancel_ingest(collection, request: gr.Request):
+        if ws.service(collection or ws.default).cancel_ingest(principal=caller(request)):
+            return "**Cancelling…** files not finished are listed as cancelled; ingest them again to resume."
+        return gr.skip()
 
     @_user_errors
     def create_collection(name, request: gr.Request):
@@ -490,6 +497,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
                                            value="replace", label="When a document with the same name exists",
                                            elem_id="on-conflict", scale=3)
                     ingest_btn = gr.Button("Ingest", variant="primary", elem_id="ingest-btn", scale=1)
+                    ingest_cancel = gr.Button("Cancel ingest", variant="stop", elem_id="ingest-cancel", scale=1)
                 ingest_progress = gr.HTML(elem_id="ingest-progress")
                 ingest_status = gr.Markdown(elem_id="ingest-status")
                 ingest_errors = gr.Dataframe(headers=ERROR_COLUMNS, label="Files that failed", visible=False,
@@ -572,6 +580,8 @@ def build_app(workspace: Workspace) -> gr.Blocks:
         ingest_event = ingest_btn.click(ingest_ui, [d_coll, up_files, up_folder, on_conflict],
                                         [ingest_progress, ingest_status, ingest_errors, ingest_json], **write_events)
         ingest_event.then(refresh_documents, d_coll, refresh_outputs, **docs_events)
+        # not in the ingest group (it holds the running ingest): the cancel must not queue behind it
+        ingest_cancel.click(cancel_ingest, d_coll, ingest_status, **docs_events)
         d_coll.input(refresh_documents, d_coll, refresh_outputs, **docs_events)
         create_btn.click(create_collection, new_coll, [coll_status, d_coll, s_colls, a_colls], **write_events).then(
             refresh_documents, d_coll, refresh_outputs, **docs_events)

@@ -13,6 +13,13 @@ the passages of the first already in the app's highlight-sentence cache. Latency
 result, queue wait included). The client runs in a process of its own, as real clients never share the server's interpreter lock:
 ``--client http`` (default) calls Gradio's HTTP API from one asyncio loop; ``--client gradio_client`` runs one
 gradio_client thread per search, which takes more CPU than the server does. Exit code 1 if any search failed.
+
+    .venv/bin/python bench/ui_load.py --while-ingesting    # searches while the adversarial corpus is ingested
+
+``--while-ingesting``: a steady load (``--clients`` searches in flight at a time) on an app, quiet, then while it
+ingests the adversarial corpus of tests/adversarial.py (three DOCX bombs, 100,000 nested ``<div>``s, one-line
+Markdown, a form PDF); search p50/p95 side by side, with the files parsed in this process (``ingest_workers=0``, the
+previous default with a CPU embedder) and in a worker process (the default now).
 """
 
 from __future__ import annotations
@@ -51,7 +58,8 @@ def queries(n: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def own_app(tmp: str, concurrency: int, batching: bool, sentence_vectors: bool = True):
+def own_app(tmp: str, concurrency: int, batching: bool, sentence_vectors: bool = True,
+            ingest_workers: int | None = None):
     """An app on a free port: e5-small, the sample corpus in an embedded store under ``tmp`` (collection ``bench``
     with sentence vectors stored at ingest, ``bench-nosv`` without)."""
     from lusifer_rag.app.access import LOCAL
@@ -67,7 +75,8 @@ def own_app(tmp: str, concurrency: int, batching: bool, sentence_vectors: bool =
                                  sentence_vectors=sentence_vectors)
     with open_store_from(settings) as store:
         t0 = time.time()
-        ws = Workspace(settings, store, options=AppOptions(search_concurrency=concurrency))
+        ws = Workspace(settings, store, options=AppOptions(search_concurrency=concurrency,
+                                                           ingest_workers=ingest_workers))
         service = ws.service()
         report = service.ingest_sample(principal=LOCAL)
         print(f"setup: {report.summary()} (with model load: {time.time() - t0:.1f}s)", file=sys.stderr)
@@ -83,6 +92,114 @@ def own_app(tmp: str, concurrency: int, batching: bool, sentence_vectors: bool =
             demo.close()
 
 
+async def _search_once(client, url: str, q: str, k: int, highlight: bool) -> tuple[float, str | None]:
+    """One search through Gradio's HTTP API: (latency s, error or None)."""
+    import json
+
+    t = time.perf_counter()
+    try:
+        r = await client.post(f"{url}gradio_api/call/search", json={"data": [q, [], [], k, highlight, None]})
+        r.raise_for_status()
+        event = r.json()["event_id"]
+        kind, data = None, None
+        async with client.stream("GET", f"{url}gradio_api/call/search/{event}") as resp:
+            async for line in resp.aiter_lines():
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:") and kind in ("complete", "error"):
+                    data = line[5:].strip()
+                    break
+        hits = json.loads(data)[0] if kind == "complete" and data else None
+        err = None if isinstance(hits, list) and hits else f"{kind}: {data!r:.120}"
+    except Exception as e:  # counted and shown, the run goes on
+        err = f"{type(e).__name__}: {e}"
+    return time.perf_counter() - t, err
+
+
+def steady_load(url: str, clients: int, k: int, seconds: float, stop=None) -> list[tuple[float, str | None]]:
+    """``clients`` searches in flight at a time (each client searches again as soon as it has its answer) for
+    ``seconds``, or until ``stop`` (a multiprocessing Event) is set: [(latency s, error or None)]."""
+    import asyncio
+
+    import httpx
+
+    qs = queries(200)
+
+    async def client(i: int, out: list, t_end: float) -> None:
+        async with httpx.AsyncClient(timeout=600) as c:
+            n = i
+            while time.monotonic() < t_end and not (stop is not None and stop.is_set()):
+                out.append(await _search_once(c, url, qs[n % len(qs)], k, True))
+                n += clients
+
+    async def main() -> list:
+        out: list = []
+        async with httpx.AsyncClient(timeout=600) as c:
+            await _search_once(c, url, "warm-up", k, True)
+        t_end = time.monotonic() + seconds
+        await asyncio.gather(*(client(i, out, t_end) for i in range(clients)))
+        return out
+
+    return asyncio.run(main())
+
+
+def _latency_row(results: list[tuple[float, str | None]]) -> dict:
+    lat = sorted(r[0] for r in results) or [float("nan")]
+    p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
+    return {"searches": len(results), "errors": sum(1 for r in results if r[1]), "p50 s": statistics.median(lat),
+            "p95 s": p95, "max s": lat[-1]}
+
+
+def while_ingesting(clients: int, k: int, quiet_seconds: float, md_words: int) -> list[dict]:
+    """Search latency quiet and while the adversarial corpus ingests, parsing in this process and in a worker."""
+    import multiprocessing
+    import shutil
+    import threading
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from adversarial import build_corpus
+
+    from lusifer_rag.app.access import LOCAL
+
+    ctx = multiprocessing.get_context("spawn")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = build_corpus(Path(tmp) / "corpus", md_words=md_words)
+        for label, workers in (("in this process (workers=0, previous default)", 0),
+                               ("worker process (default)", None)):
+            with own_app(f"{tmp}/{workers}", 32, True, True, ingest_workers=workers) as (url, service):
+                with ctx.Pool(1) as pool:
+                    quiet = pool.apply(steady_load, (url, clients, k, quiet_seconds))
+                rows.append({"parsing": label, "phase": "quiet", "ingest s": "", **_latency_row(quiet)})
+                copies = Path(tmp) / f"copies-{workers}"
+                copies.mkdir()
+                files = [(p.name, shutil.copyfile(p, copies / p.name)) for p in corpus.values()]
+                done: dict = {}
+
+                def ingest():
+                    t0 = time.monotonic()
+                    done["report"] = service.ingest(files, principal=LOCAL)
+                    done["seconds"] = time.monotonic() - t0
+                    stop.set()
+
+                with ctx.Manager() as manager:
+                    stop = manager.Event()
+                    with ctx.Pool(1) as pool:
+                        loaded = pool.apply_async(steady_load, (url, clients, k, 3600, stop))
+                        time.sleep(2)  # the clients are searching before the first file is read
+                        worker = threading.Thread(target=ingest)
+                        worker.start()
+                        worker.join()
+                        results = loaded.get()
+                report = done["report"]
+                print(f"{label}: {report.summary()}", file=sys.stderr)
+                for r in report.by_status("failed"):
+                    print(f"  failed: {r.source} [{r.reason}] {r.message[:140]}", file=sys.stderr)
+                rows.append({"parsing": label, "phase": "ingesting", "ingest s": f"{done['seconds']:.1f}",
+                             **_latency_row(results)})
+    return rows
+
+
 def http_burst(url: str, qs: list[str], k: int, highlight: bool, auth: tuple[str, str] | None) -> tuple[list, float]:
     """The searches at once through Gradio's HTTP API (POST ``/gradio_api/call/search`` → event id, then its
     server-sent events), from one asyncio loop: ([(latency s, error or None)], wall s). A light client, so the
@@ -92,25 +209,8 @@ def http_burst(url: str, qs: list[str], k: int, highlight: bool, auth: tuple[str
 
     import httpx
 
-    async def one(client: httpx.AsyncClient, q: str) -> tuple[float, str | None]:
-        t = time.perf_counter()
-        try:
-            r = await client.post(f"{url}gradio_api/call/search", json={"data": [q, [], [], k, highlight]})
-            r.raise_for_status()
-            event = r.json()["event_id"]
-            kind, data = None, None
-            async with client.stream("GET", f"{url}gradio_api/call/search/{event}") as resp:
-                async for line in resp.aiter_lines():
-                    if line.startswith("event:"):
-                        kind = line[6:].strip()
-                    elif line.startswith("data:") and kind in ("complete", "error"):
-                        data = line[5:].strip()
-                        break
-            hits = json.loads(data)[0] if kind == "complete" and data else None
-            err = None if isinstance(hits, list) and hits else f"{kind}: {data!r:.120}"
-        except Exception as e:  # counted and shown, the run goes on
-            err = f"{type(e).__name__}: {e}"
-        return time.perf_counter() - t, err
+    async def one(client, q: str) -> tuple[float, str | None]:
+        return await _search_once(client, url, q, k, highlight)
 
     async def burst() -> tuple[list, float]:
         limits = httpx.Limits(max_connections=len(qs) + 1)
@@ -189,7 +289,20 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=32, help="search concurrency of the new-default apps")
     p.add_argument("--client", choices=sorted(CLIENTS), default="http",
                    help="http: Gradio's HTTP API from one asyncio loop (default); gradio_client: a thread per search")
+    p.add_argument("--while-ingesting", action="store_true",
+                   help="a steady search load, quiet and while the adversarial corpus ingests (see above)")
+    p.add_argument("--clients", type=int, default=4, help="with --while-ingesting: searches in flight at a time")
+    p.add_argument("--quiet-seconds", type=float, default=20, help="with --while-ingesting: the quiet phase")
+    p.add_argument("--md-words", type=int, default=150_000,
+                   help="with --while-ingesting: words of the one-line Markdown file (150,000: about 1 MB)")
     args = p.parse_args()
+    if args.while_ingesting:
+        from _common import header
+
+        header(f"ui_load --while-ingesting: {args.clients} searches in flight, k={args.k}, e5-small")
+        rows = while_ingesting(args.clients, args.k, args.quiet_seconds, args.md_words)
+        table(rows)
+        return 1 if any(r["errors"] for r in rows) else 0
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     if args.url:
         row = run_client(args.url, args.n, args.k, auth, not args.no_highlight, client=args.client)  # type: ignore[arg-type]

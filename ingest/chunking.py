@@ -34,6 +34,9 @@ from .loaders import LoadedDocument
 CHUNKER_VERSION = "1"
 
 CountTokens = Callable[[list[str]], list[int]]
+#: a sentence longer than this many characters per budget token is cut by characters before it is counted (no
+#: token of the tokenizers we use covers this many characters); into pieces of PRECUT_CHARS per budget token
+LONG_SPAN_CHARS, PRECUT_CHARS = 64, 16
 
 # Where a sentence ends (the boundary is the end of the match; whitespace after it is skipped).
 _BOUNDARY = regex.compile(
@@ -165,6 +168,7 @@ class Chunker:
 
     def _fit(self, text: str, bounds: list[tuple[int, int]]) -> list[_Span]:
         """Counted sentences, with those over the budget cut into pieces that fit."""
+        bounds = [piece for s, e in bounds for piece in self._precut(text, s, e)]
         spans = [_Span(s, e, n) for (s, e), n in zip(bounds, self._count(text, bounds))]
         while True:
             over = [i for i, sp in enumerate(spans) if sp.tokens > self.budget]
@@ -180,6 +184,21 @@ class Chunker:
                 else:
                     out.append(sp)
             spans = out
+
+    def _precut(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
+        """A "sentence" of more than ``LONG_SPAN_CHARS`` characters a budget token (a megabyte on one line) is over
+        the budget whatever it counts: cut it by characters first, as a tokenizer takes one long string in a
+        single slow pass (seconds a megabyte) where it counts many short ones in parallel."""
+        step = PRECUT_CHARS * self.budget
+        if end - start <= LONG_SPAN_CHARS * self.budget:
+            return [(start, end)]
+        pieces, pos = [], start
+        while end - pos > step:
+            cut = _cut_point(text, pos, pos + step)
+            pieces.append((pos, _rstrip(text, pos, cut)))
+            pos = _skip_space(text, cut, end)
+        pieces.append((pos, end))
+        return [(s, e) for s, e in pieces if e > s]
 
     def _cut(self, text: str, span: _Span) -> list[tuple[int, int]]:
         """Cut an over-long span into pieces of about 90% of the budget (proportional to characters)."""

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
+import sys
+import threading
 
 from lusifer_rag.cli import command, store_args
 from lusifer_rag.settings import Settings
@@ -22,7 +26,9 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ocr", choices=["auto", "force", "off"], help="OCR of PDF pages without text and of images "
                    "(default: settings / LUSIFER_RAG_OCR, 'auto')")
     p.add_argument("--ocr-languages", metavar="PACKS", help="Tesseract packs, e.g. eng+swa (default: 'auto', by script)")
-    p.add_argument("--pdf-password", metavar="PASSWORD", help="password to try on password-protected PDFs")
+    p.add_argument("--pdf-password", metavar="PASSWORD", help="password to try on password-protected PDFs; '-' asks "
+                   "for it (or reads a line from stdin), which keeps it out of the process list that other users can "
+                   "read (so does LUSIFER_RAG_PDF_PASSWORD)")
     p.add_argument("--pdf-passwords", metavar="FILE", help='JSON file {"glob on path or name": "password"}')
     p.add_argument("--workers", type=int, help="parse/chunk processes (default: cores - 1 with a GPU embedder, 0 = in this process with a CPU "
                    "embedder); with --ray: embedding actors (default: GPUs)")
@@ -37,6 +43,7 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
 @command("ingest", "load, chunk, embed and index documents (idempotent; rerun to resume)", _ingest_args)
 def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from lusifer_rag.ingest.chunking import ChunkingParams
+    from lusifer_rag.ingest.bounded_pool import FileLimits
     from lusifer_rag.ingest.pipeline import Ingestor
     from lusifer_rag.runtime import get_embedder, open_store_from
 
@@ -54,8 +61,9 @@ def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
             chunking = ChunkingParams(**{"max_tokens": min(emb.max_tokens, 512), **params})
             ing = Ingestor(store, settings.collection, emb, chunking, workers=args.workers,
                            embed_batch_chunks=settings.ingest_batch_chunks, load_options=load_options(args, settings),
-                           sentence_vectors=settings.sentence_vectors)
-            report = ing.ingest(args.paths, prune=args.prune)
+                           sentence_vectors=settings.sentence_vectors, limits=FileLimits.from_settings(settings))
+            with cancel_on_interrupt(ing.cancel):
+                report = ing.ingest(args.paths, prune=args.prune)
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             json.dump(report.to_json(), f, ensure_ascii=False, indent=2)
@@ -68,7 +76,33 @@ def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
             pages = ", ".join(f"{n} ({why})" for n, why in r.empty_pages[:10]) + (" …" if len(r.empty_pages) > 10 else "")
             print(f"note: {r.source}: {len(r.empty_pages)} page(s) gave no text: {pages}")
     print(report.summary())
+    cancelled = report.by_status("cancelled")
+    if cancelled:
+        print(f"cancelled: {len(cancelled)} file(s) not done; run the same command again to resume (finished files "
+              "are skipped as unchanged)")
     return report.exit_code
+
+
+@contextlib.contextmanager
+def cancel_on_interrupt(cancel):
+    """Ctrl-C (SIGINT) calls ``cancel()`` once: the ingest stops cleanly, with what was written kept; a second
+    Ctrl-C interrupts at once (a crash, also resumable)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\ncancelling: stopping the workers and writing what is done (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+        cancel()
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def load_options(args: argparse.Namespace, settings: Settings):
@@ -77,9 +111,24 @@ def load_options(args: argparse.Namespace, settings: Settings):
 
     from lusifer_rag.ingest.options import LoadOptions
 
+    password = args.pdf_password
+    if password == "-":
+        password = read_secret("PDF password: ")
+    elif password:
+        print("warning: --pdf-password is visible to other users in the process list while this runs; give '-' to "
+              "be asked for it, or set LUSIFER_RAG_PDF_PASSWORD", file=sys.stderr)
     over = {k: v for k, v in (("ocr", args.ocr), ("ocr_languages", args.ocr_languages),
-                              ("pdf_password", args.pdf_password), ("pdf_passwords_file", args.pdf_passwords)) if v}
+                              ("pdf_password", password), ("pdf_passwords_file", args.pdf_passwords)) if v}
     return LoadOptions.from_settings(dataclasses.replace(settings, **over))
+
+
+def read_secret(prompt: str) -> str:
+    """A secret from the terminal (not echoed), else the first line of stdin."""
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def _stats_args(p: argparse.ArgumentParser) -> None:

@@ -3,8 +3,9 @@
 A book PDF prints its title, the chapter's title and "12 / 248" on every page; left in, they land in every chunk
 and every citation, and they cut sentences that run across a page break. A line is *running* when the same line,
 digits aside (page numbers change), stands among the first or last few lines of many pages — counted in windows of
-consecutive pages, because a chapter's title only repeats through its chapter. Lines that are nothing but a page
-number ("12", "- 12 -", "xii", "12 / 248", "Page 12 of 248") go wherever they stand at a page's edge.
+consecutive pages, because a chapter's title only repeats through its chapter — unless it is the only text of most of
+the pages it stands on: a form or a log with one same-pattern line a page is content, not furniture. Lines that are
+nothing but a page number ("12", "- 12 -", "xii", "12 / 248", "Page 12 of 248") go wherever they stand at a page's edge.
 
 Works on the raw page texts (one visual line per line), before lines are joined into paragraphs.
 """
@@ -45,13 +46,16 @@ def strip_running_lines(pages: list[str]) -> list[str]:
         return [_drop_page_numbers(p) for p in pages]
     split = [p.split("\n") for p in pages]
     edge_keys = [{_key(lines[i]) for i in _edges(lines) if len(lines[i].strip()) <= MAX_CHARS} for lines in split]
+    sole = [_sole_key(lines) for lines in split]  # the page's only line of text, page numbers aside
     running: list[set[str]] = [set() for _ in pages]
     last = max(0, len(pages) - WINDOW)
     for start in sorted(set(range(0, last + 1, WINDOW // 2)) | {last}):
         window = range(start, min(start + WINDOW, len(pages)))
         counts = Counter(k for i in window for k in edge_keys[i])
         need = max(MIN_REPEATS, MIN_SHARE * len(window))
-        hot = {k for k, n in counts.items() if n >= need and any(ch.isalnum() or ch == "#" for ch in k)}
+        alone = Counter(sole[i] for i in window if sole[i] is not None)
+        hot = {k for k, n in counts.items()
+               if n >= need and any(ch.isalnum() or ch == "#" for ch in k) and 2 * alone[k] < n}
         for i in window:
             running[i] |= hot & edge_keys[i]
     out = []
@@ -61,6 +65,11 @@ def strip_running_lines(pages: list[str]) -> list[str]:
                 if not (i in edges and (_key(line) in hot or _PAGE_NUMBER.match(line)))]
         out.append("\n".join(kept))
     return out
+
+
+def _sole_key(lines: list[str]) -> str | None:
+    text = [line for line in lines if line.strip() and not _PAGE_NUMBER.match(line)]
+    return _key(text[0]) if len(text) == 1 else None
 
 
 def _drop_page_numbers(page: str) -> str:

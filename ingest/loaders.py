@@ -10,17 +10,18 @@ Failures raise :class:`DocumentError` (an :class:`IngestError`) whose ``reason``
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import os
 import re
-import warnings
 import xml.etree.ElementTree as ET
 import zipfile
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from lusifer_rag.errors import IngestError
 
@@ -312,6 +313,10 @@ _DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
 
 
 class DocxLoader(Loader):
+    """Word documents. Zip headers are never trusted: every member is read through a stream that counts the bytes
+    it really unpacks and stops at the cap (``LoadOptions.max_unpacked``), and ``word/document.xml`` is parsed as it
+    streams, its paragraphs taken and their elements dropped, so memory follows the text, not the XML tree."""
+
     name = "docx"
     mime = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
@@ -320,25 +325,80 @@ class DocxLoader(Loader):
         return head.startswith(b"PK\x03\x04") and (b"word/" in head or b"[Content_Types].xml" in head)
 
     def load(self, data, source, options, on_page=None):
+        budget = _UnpackBudget(source, options.max_unpacked)
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 names = set(zf.namelist())
                 if "word/document.xml" not in names:
                     raise DocumentError(source, "unsupported", "a zip archive that is not a Word document")
-                info = zf.getinfo("word/document.xml")
-                if info.file_size > 20 * max(len(data), 1 << 20):
-                    raise DocumentError(source, "too-large", f"word/document.xml unpacks to {info.file_size} bytes")
-                body = ET.fromstring(zf.read(info))
+                paragraphs = _docx_paragraphs(budget.stream(zf, "word/document.xml"))
                 title = None
                 if "docProps/core.xml" in names:
-                    el = ET.fromstring(zf.read("docProps/core.xml")).find(_DC_TITLE)
+                    core = b"".join(budget.stream(zf, "docProps/core.xml", cap=DOCX_CORE_MAX_BYTES))
+                    el = ET.fromstring(core).find(_DC_TITLE)
                     title = el.text if el is not None else None
         except DocumentError:
             raise
-        except (zipfile.BadZipFile, ET.ParseError, KeyError, EOFError, ValueError) as e:
+        except (zipfile.BadZipFile, ET.ParseError, KeyError, EOFError, ValueError, NotImplementedError,
+                RuntimeError, zlib.error) as e:
             raise DocumentError(source, "corrupt", f"{type(e).__name__}: {e}") from e
-        paragraphs = [_docx_paragraph(p) for p in body.iter(f"{_W}p")]
         return [PageText(None, "\n\n".join(p for p in paragraphs if p.strip()))], title
+
+
+DOCX_CORE_MAX_BYTES = 1 << 20  # docProps/core.xml: a few KB of metadata in any real document
+_UNPACK_BLOCK = 1 << 16
+
+
+class _UnpackBudget:
+    """Bytes an archive may unpack, counted as they come out of the decompressor (headers can lie)."""
+
+    def __init__(self, source: str, limit: int):
+        self.source, self.limit, self.used = source, limit, 0
+
+    def stream(self, zf: zipfile.ZipFile, name: str, cap: int | None = None) -> Iterator[bytes]:
+        """The member's bytes in blocks; DocumentError ``too-large`` as soon as it passes ``cap`` or the budget."""
+        info = copy.copy(zf.getinfo(name))
+        limit = min(cap or self.limit, self.limit - self.used)
+        # zipfile stops at the header's file_size (and fails the CRC there): lift it, so that the real end of the
+        # compressed data decides (where the CRC is still checked), and our count stops a member past the cap
+        info.file_size = 1 << 62
+        read = 0
+        with zf.open(info) as f:
+            while block := f.read(_UNPACK_BLOCK):
+                read += len(block)
+                if read > limit:
+                    what = "its unpack limit" if cap and limit == cap else "the archive's unpack limit"
+                    raise DocumentError(self.source, "too-large", f"{name} unpacks to more than {limit} bytes "
+                                        f"({what}; max_unpacked is {self.limit} bytes)")
+                yield block
+        self.used += read
+
+
+def _docx_paragraphs(blocks: Iterable[bytes]) -> list[str]:
+    """Text of every top-level ``w:p`` (nested ones, in text boxes, inside their paragraph), parsed as the XML
+    streams; each paragraph's elements are dropped once read."""
+    parser = ET.XMLPullParser(events=("start", "end"))
+    stack: list[ET.Element] = []
+    depth_in_p = 0
+    out: list[str] = []
+    for block in blocks:
+        parser.feed(block)
+        for event, el in parser.read_events():
+            if event == "start":
+                stack.append(el)
+                if el.tag == f"{_W}p":
+                    depth_in_p += 1
+                continue
+            stack.pop()
+            if el.tag != f"{_W}p":
+                continue
+            depth_in_p -= 1
+            if depth_in_p == 0:
+                out.append(_docx_paragraph(el))
+                if stack:
+                    stack[-1].remove(el)
+    parser.close()
+    return out
 
 
 def _docx_paragraph(p: ET.Element) -> str:
@@ -376,6 +436,9 @@ _PARA, _LINE = "\ue000", "\ue001"  # private-use markers that survive whitespace
 
 
 class HtmlLoader(Loader):
+    """HTML through lxml's event parser (no tree: time and memory linear in the input, whatever the nesting):
+    the text of ``<main>``, else ``<article>``, else the body, without scripts, navigation and other chrome."""
+
     name, mime = "html", "text/html"
 
     def sniff(self, head: bytes) -> bool:
@@ -384,26 +447,102 @@ class HtmlLoader(Loader):
         return bool(_HTML_START.match(head[:SNIFF_BYTES]))
 
     def load(self, data, source, options, on_page=None):
-        from bs4 import BeautifulSoup
+        from lxml import etree
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            soup = BeautifulSoup(data, "lxml")
-        title = soup.title.get_text(" ", strip=True) if soup.title else None
-        for tag in soup(list(_DROP_TAGS) + ["title", "head"]):
-            tag.decompose()
-        for el in soup.find_all(attrs={"role": ("navigation", "banner", "contentinfo", "complementary")}):
-            el.decompose()
-        root = soup.find("main") or soup.find("article") or soup.body or soup
-        for el in root.find_all(_BLOCK_TAGS):
-            el.insert_before(_PARA)
-            el.append(_PARA)
-        for el in root.find_all(("br", "td", "th")):
-            el.insert_after(_LINE if el.name == "br" else " ")
-        text = re.sub(r"\s+", " ", root.get_text())
+        target = _HtmlText()
+        parser = etree.HTMLParser(target=target, recover=True, no_network=True, remove_comments=True, remove_pis=True)
+        text = _decode_html(data, source)
+        for i in range(0, len(text), 1 << 20):
+            parser.feed(text[i : i + (1 << 20)])
+        parser.close()
+        text = re.sub(r"\s+", " ", target.text())
         text = re.sub(rf"\s*{_PARA}[\s{_PARA}{_LINE}]*", "\n\n", text)
         text = re.sub(rf"\s*{_LINE}\s*", "\n", text)
-        return [PageText(None, text)], title
+        title = re.sub(r"\s+", " ", "".join(target.title)).strip()
+        return [PageText(None, text)], title or None
+
+
+_DROP_ROLES = ("navigation", "banner", "contentinfo", "complementary")
+_META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]{1,40})", re.I)
+
+
+def _decode_html(data: bytes, source: str) -> str:
+    """The page as text: a BOM, else the ``<meta charset>`` of its head, else as plain text is decoded."""
+    if not data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        m = _META_CHARSET.search(data[:SNIFF_BYTES])
+        if m:
+            try:
+                return data.decode(m.group(1).decode("ascii"), errors="replace")
+            except LookupError:
+                pass
+    return decode_text(data, source)
+
+
+class _HtmlText:
+    """An lxml parser target: collects text in one pass, keeping the first ``<main>``'s and ``<article>``'s text
+    apart from the whole body's (the page's content is the first of these that exists)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[str]] = {"main": [], "article": [], "body": []}
+        self.state = {"main": 0, "article": 0}  # 0 not seen, 1 inside the first one, 2 after it
+        self.stack: list[tuple[str, bool]] = []  # (tag, whether it started a dropped region)
+        self.dropped = 0
+        self.in_title = False
+        self.title: list[str] = []
+
+    def _emit(self, text: str) -> None:
+        self.parts["body"].append(text)
+        for name in ("main", "article"):
+            if self.state[name] == 1:
+                self.parts[name].append(text)
+
+    def start(self, tag, attrib) -> None:
+        tag = tag.lower() if isinstance(tag, str) else ""
+        drop = tag in _DROP_TAGS or tag == "head" or attrib.get("role") in _DROP_ROLES
+        if tag == "title":
+            self.in_title = True
+        self.stack.append((tag, drop))
+        if drop:
+            self.dropped += 1
+        if self.dropped:
+            return
+        if tag in _BLOCK_TAGS:
+            self._emit(_PARA)
+        if tag in self.state and self.state[tag] == 0:
+            self.state[tag] = 1
+
+    def end(self, tag) -> None:
+        if not self.stack:
+            return
+        tag, drop = self.stack.pop()
+        if tag == "title":
+            self.in_title = False
+        if not self.dropped:
+            if tag in self.state and self.state[tag] == 1 and not any(t == tag for t, _ in self.stack):
+                self.state[tag] = 2
+            if tag in _BLOCK_TAGS:
+                self._emit(_PARA)
+            elif tag == "br":
+                self._emit(_LINE)
+            elif tag in ("td", "th"):
+                self._emit(" ")
+        if drop:
+            self.dropped -= 1
+
+    def data(self, text: str) -> None:
+        if self.in_title:
+            self.title.append(text)
+        if not self.dropped:
+            self._emit(text)
+
+    def close(self) -> None:
+        return None
+
+    def text(self) -> str:
+        for name in ("main", "article"):
+            if self.state[name]:
+                return "".join(self.parts[name])
+        return "".join(self.parts["body"])
 
 
 # ---- plain text / Markdown -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ class LoadOptions:
     ocr_timeout: float = 120.0  # seconds per page
     ocr_workers: int | None = None  # parallel Tesseract processes; None: one per core
     ocr_dpi: int = 300
+    max_unpacked: int = 64 << 20  # bytes an archive (a .docx) may unpack, counted as they are unpacked
 
     def __post_init__(self) -> None:
         from lusifer_rag.errors import ConfigError
@@ -61,7 +62,8 @@ class LoadOptions:
             mapping = load_password_map(settings.pdf_passwords_file)
         return cls(extractor=settings.pdf_extractor, passwords=passwords, password_map=mapping, ocr=settings.ocr,
                    ocr_languages=settings.ocr_languages, ocr_timeout=settings.ocr_page_timeout,
-                   ocr_workers=settings.ocr_workers, ocr_dpi=settings.ocr_dpi)
+                   ocr_workers=settings.ocr_workers, ocr_dpi=settings.ocr_dpi,
+                   max_unpacked=int(settings.ingest_max_unpacked_mb * (1 << 20)))
 
 
 def load_password_map(path: str | os.PathLike) -> dict[str, str]:

@@ -7,9 +7,11 @@ holds is reported ``duplicate`` and not indexed twice. Point ids are uuid5(doc_i
 rewrites the same points (no duplicates). A document is complete when the store holds ``chunk_count`` points
 with its current state; points of an older state are deleted only after the new ones are written.
 
-Worker processes parse and chunk (with an accelerator embedder; a CPU embedder's cores are its own, so there
-the calling thread does it between embeddings), the calling thread embeds, a writer thread upserts; bounded
-queues keep memory flat on large inputs.
+Worker processes parse and chunk, one file at a time each under a wall-clock and memory cap (``FileLimits``;
+ingest/bounded_pool.py), the calling thread embeds, a writer thread upserts; bounded queues keep memory flat on
+large inputs. ``Ingestor.cancel()`` (another thread, a signal handler) stops a run between batches and kills the
+workers; what was written stays, and the same ingest run again resumes (finished files are skipped as unchanged).
+``workers=0`` parses in the calling thread instead: no caps, no cancelling a file midway (trusted input only).
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -32,6 +33,7 @@ from typing import Callable, Iterable, Iterator
 from lusifer_rag.errors import ConfigError, IngestError
 from lusifer_rag.store import CollectionSpec, Filter, Point, VectorStore
 
+from .bounded_pool import BoundedPool, FileLimits
 from .chunking import Chunker, ChunkingParams
 from .loaders import SNIFF_BYTES, LoadedDocument, load_document, state_key
 from .options import LoadOptions
@@ -50,8 +52,9 @@ def point_id(doc_id: str, state: str, chunk_no: int) -> str:
 
 
 #: what became of a file: new, a new version of its source, unchanged, the same bytes as another document of the
-#: collection (``message`` names it; nothing indexed), not loadable (``reason``), or removed by --prune
-STATUSES = ("ingested", "replaced", "skipped", "duplicate", "pruned", "failed")
+#: collection (``message`` names it; nothing indexed), not loadable (``reason``), removed by --prune, or not done
+#: because the ingest was cancelled (run it again to resume)
+STATUSES = ("ingested", "replaced", "skipped", "duplicate", "pruned", "failed", "cancelled")
 
 
 @dataclass
@@ -82,11 +85,11 @@ class IngestReport:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.by_status("failed") else 0
+        return 130 if self.by_status("cancelled") else 1 if self.by_status("failed") else 0
 
     def summary(self) -> str:
         c = Counter(r.status for r in self.results)
-        parts = [f"{c.get(s, 0)} {s}" for s in STATUSES]
+        parts = [f"{c.get(s, 0)} {s}" for s in STATUSES if s != "cancelled" or c.get(s)]
         rate = self.embedded_tokens / self.seconds if self.seconds else 0.0
         ocr = sum(r.ocr_pages for r in self.results)
         return (f"{self.collection}: " + ", ".join(parts)
@@ -177,9 +180,11 @@ class Ingestor:
     def __init__(self, store: VectorStore, collection: str, embedder, chunking: ChunkingParams | None = None,
                  *, workers: int | None = None, embed_batch_chunks: int = 256, max_bytes: int | None = None,
                  on_progress: Callable[[int, int, FileResult], None] | None = None, progress_mode: str | None = None,
-                 load_options: LoadOptions | None = None, sentence_vectors: bool = True):
+                 load_options: LoadOptions | None = None, sentence_vectors: bool = True,
+                 limits: FileLimits | None = None):
         """``sentence_vectors``: store each chunk's sentence vectors for search highlights
-        (ingest/sentence_vectors.py; about doubles the embedding work)."""
+        (ingest/sentence_vectors.py; about doubles the embedding work); ``limits``: the per-file caps of the worker
+        processes (default: the settings')."""
         self.store, self.collection, self.embedder = store, collection, embedder
         self.sentence_vectors = sentence_vectors
         self.load_options = load_options or LoadOptions()
@@ -187,6 +192,12 @@ class Ingestor:
         self.workers = workers if workers is not None else default_workers(embedder)
         self.embed_batch_chunks, self.max_bytes = embed_batch_chunks, max_bytes
         self.on_progress, self.progress_mode = on_progress, progress_mode
+        if limits is None:
+            from lusifer_rag.settings import Settings
+
+            limits = FileLimits.from_settings(Settings.from_env())
+        self.limits = limits
+        self._cancel = threading.Event()
         self.on_page: Callable[[str, int, int], None] | None = None  # a paged document's progress (source, done, total)
         #: the running ingest's chunk counts, read by progress displays: chunked so far, and embedded of those
         self.live = {"chunked": 0, "embedded": 0}
@@ -298,9 +309,19 @@ class Ingestor:
         self.store.delete(self.collection, f)
         return n
 
+    def cancel(self) -> None:
+        """Stop the running ingest (from another thread or a signal handler): files not finished are reported
+        ``cancelled``; running it again resumes."""
+        self._cancel.set()
+
+    def _check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise _Cancelled
+
     def ingest_files(self, files: list[tuple[str, Path]]) -> IngestReport:
         """Ingest ``(source, path)`` pairs: the source is the document's identity, the path where to read it."""
         t0 = time.time()
+        self._cancel.clear()
         report = IngestReport(self.collection)
         progress = Progress(len(files), self.progress_mode, report)
         progress.on_page = self.on_page
@@ -317,14 +338,14 @@ class Ingestor:
 
         writer = _Writer(self)
         pending: list[_Pending] = []
-        chunked_any = False
         max_in_flight = max(4, 2 * self.workers)  # chunked documents waiting: bounded memory, workers kept busy
         # workers parse and chunk; this thread embeds (the model stays in this process) and a writer upserts;
         # workers=0: this thread parses and chunks too, between embeddings, except big files (scans to OCR, long
         # books), which a thread of their own reads meanwhile, so that one of them does not hold the rest back
         pages_queue = _mp_context().SimpleQueue() if self.workers > 0 else None
         pool = (_ChunkPool(self.workers, (_worker_counter(self.embedder), self.chunking, self.max_bytes,
-                                          self.load_options, pages_queue)) if self.workers > 0 else None)
+                                          self.load_options, pages_queue), limits=self.limits)
+                if self.workers > 0 else None)
         big_lane = _BigFileLane(self) if pool is None else None
 
         def drain() -> None:
@@ -334,6 +355,7 @@ class Ingestor:
         try:
             seen: set[str] = set()
             for source, path in files:
+                self._check_cancel()
                 if source in seen:  # one source, one document: a second file would delete the first's chunks
                     finish(FileResult(source, "failed", "name-clash", f"{source}: another file of this batch has "
                                       "the same name; give each file its own name"))
@@ -345,13 +367,10 @@ class Ingestor:
                     continue
                 if big_lane is not None and _size(path) >= BIG_FILE_BYTES:
                     pending.append(big_lane.submit(plan, progress))
-                elif pool is None or not chunked_any:
-                    # with workers, the first document is chunked here while they start (~1.5 s: tokenizer,
-                    # language models), so the embedder has work at once
+                elif pool is None:
                     on_page = lambda done, total, source=source: progress.page_done(source, done, total)  # noqa: E731
                     pending.append(_Pending(plan, _done(chunk_document(
                         self.chunker, plan, lambda: _load(plan.path, self.max_bytes, self.load_options, on_page)))))
-                    chunked_any = True
                 else:
                     pending.append(pool.submit(plan))
                 while len(pending) >= max_in_flight:
@@ -360,6 +379,18 @@ class Ingestor:
                 self._process(pending, pool, writer, report, finish, drain)
             self._flush(writer, report)
             writer.close()
+        except _Cancelled:
+            if pool is not None:
+                pool.cancel()
+            self._buffer.clear()  # chunks not embedded yet: their documents are done again on the next run
+            self._buffer_tokens = 0
+            self._docs.clear()
+            writer.close()  # batches handed to the writer are written, and their documents finished
+            done = {r.source for r in report.results}
+            for source, _ in files:
+                if source not in done:
+                    report.results.append(FileResult(source, "cancelled", message=f"{source}: not done: the "
+                                                     "ingest was cancelled (run it again to resume)"))
         finally:
             if pool is not None:
                 pool.close()
@@ -410,6 +441,7 @@ class Ingestor:
         embedding what is buffered while none is."""
         while True:
             drain()
+            self._check_cancel()
             ready = next((i for i, item in enumerate(pending) if item.future.done()), None)
             if ready is not None:
                 break
@@ -447,6 +479,10 @@ class Ingestor:
         self._docs.clear()
 
 
+class _Cancelled(Exception):
+    """Ingestor.cancel() was called: unwinds ingest_files to its clean-up."""
+
+
 def _done(value) -> Future:
     f: Future = Future()
     f.set_result(value)
@@ -457,8 +493,7 @@ def _done(value) -> Future:
 class _Pending:
     plan: "FilePlan"
     future: Future
-    pooled: bool = False  # runs in the worker pool (a crash there is handled by _ChunkPool)
-    solo: int = 0  # > 0: in the one-worker quarantine, with this submission number
+    pooled: bool = False  # runs in the worker pool
 
 
 BIG_FILE_BYTES = 8 * 1024 * 1024  # in-process mode: files this big are read beside the rest (big_lane)
@@ -493,80 +528,32 @@ class _BigFileLane:
 
 
 class _ChunkPool:
-    """Worker processes that parse and chunk. A worker that dies (a parser crash, killed for memory) breaks the
-    whole pool, and with several workers any file running then may be the one. So the pool restarts, and the
-    files that were unfinished are run again one at a time in a one-worker quarantine pool, where a crash names
-    its file exactly: the hostile file fails alone, every other one gets its result."""
+    """Worker processes that parse and chunk, each one file at a time under the per-file caps (``FileLimits``):
+    a file that runs past its time, needs too much memory or kills its worker fails alone, reported by name
+    (``timeout``, ``too-large``, ``crash``); the worker is replaced and the other files go on
+    (ingest/bounded_pool.py)."""
 
-    def __init__(self, workers: int, initargs: tuple, task: Callable = None, initializer: Callable = None):
-        self.workers, self.initargs = workers, initargs
-        self.task = task or _parse_and_chunk
-        self.initializer = initializer or _init_chunk_worker
-        self._pool = self._start(workers)
-        self._solo: ProcessPoolExecutor | None = None  # the quarantine (one worker: runs files in order)
-        self._seq = 0  # quarantine submission order
-
-    def _start(self, workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=self.initializer,
-                                   initargs=self.initargs)
+    def __init__(self, workers: int, initargs: tuple, task: Callable = None, initializer: Callable = None,
+                 limits: FileLimits = FileLimits()):
+        self._pool = BoundedPool(workers, _mp_context(), initializer or _init_chunk_worker, initargs,
+                                 task or _parse_and_chunk, _worker_failure, limits)
 
     def submit(self, plan: "FilePlan") -> _Pending:
-        if self.workers == 1:  # one worker is a quarantine already
-            return self._quarantine(plan)
-        return _Pending(plan, self._pool.submit(self.task, plan), pooled=True)
-
-    def _quarantine(self, plan: "FilePlan") -> _Pending:
-        if self._solo is None:
-            self._solo = self._pool if self.workers == 1 else self._start(1)
-        self._seq += 1
-        return _Pending(plan, self._solo.submit(self.task, plan), pooled=True, solo=self._seq)
+        return _Pending(plan, self._pool.submit(plan), pooled=True)
 
     def result(self, pending: list[_Pending], index: int = 0) -> tuple[FileResult, list[tuple[str, dict]]]:
-        """Pop pending[index] (a pooled file whose future is done, the oldest such): its (result, chunk items)."""
-        while True:
-            item = pending[index]
-            try:
-                out = item.future.result()
-                pending.pop(index)
-                return out
-            except BrokenProcessPool as e:
-                culprit = self._recover(pending, bool(item.solo))
-                if culprit is not None:  # reported in its turn (maybe this very call)
-                    source = pending[culprit].plan.source
-                    failed = FileResult(source, "failed", "crash", f"{source}: the parser process died while "
-                                        f"reading it ({type(e).__name__}: out of memory, or a crash in a parsing "
-                                        "library)")
-                    pending[culprit] = _Pending(pending[culprit].plan, _done((failed, [])))
+        """Pop pending[index] and wait for its (result, chunk items)."""
+        return pending.pop(index).future.result()
 
-    def _recover(self, pending: list[_Pending], quarantine_broke: bool) -> int | None:
-        """Restart what broke; returns the index in ``pending`` of the file known to have broken it (the oldest
-        unfinished one of the quarantine), or None when the main pool broke (its files go to the quarantine)."""
-        broken = [i for i, it in enumerate(pending) if it.pooled and not _ok(it)
-                  and bool(it.solo) == quarantine_broke]
-        if not quarantine_broke:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._start(self.workers)
-            for i in broken:
-                pending[i] = self._quarantine(pending[i].plan)
-            return None
-        culprit = min(broken, key=lambda i: pending[i].solo)
-        self._solo.shutdown(wait=False, cancel_futures=True)
-        self._solo = self._start(1)
-        if self.workers == 1:
-            self._pool = self._solo
-        for i in sorted((i for i in broken if i != culprit), key=lambda i: pending[i].solo):
-            pending[i] = self._quarantine(pending[i].plan)
-        return culprit
+    def cancel(self) -> None:
+        self._pool.cancel()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._solo is not None and self._solo is not self._pool:
-            self._solo.shutdown(wait=True, cancel_futures=True)
+        self._pool.close()
 
 
-def _ok(item: _Pending) -> bool:
-    """Finished before a crash, with a result (kept as it is)."""
-    return item.future.done() and not item.future.cancelled() and item.future.exception() is None
+def _worker_failure(plan: "FilePlan", reason: str, detail: str) -> tuple[FileResult, list]:
+    return FileResult(plan.source, "failed", reason, f"{plan.source}: {detail}"), []
 
 
 @dataclass(frozen=True)
@@ -595,12 +582,13 @@ def chunker_for(embedder, chunking: ChunkingParams) -> Chunker:
 
 def default_workers(embedder) -> int:
     """Parse/chunk processes when none are asked for. An accelerator embedder leaves the CPU free: cores − 1
-    workers overlap parsing and chunking with embedding. A CPU embedder already runs on every core: workers would
-    only compete with it (measured on 2 cores: the embedder lost ~15% of its speed, more than the 2–4% that
-    parsing and chunking take), so they run in this process, between embeddings (0)."""
+    workers overlap parsing and chunking with embedding. A CPU embedder already runs on every core: more workers
+    would only compete with it (measured on 2 cores: the embedder lost ~15% of its speed, more than the 2–4% that
+    parsing and chunking take), so one, at a lower priority: files are still parsed under the per-file caps and
+    off this process's interpreter lock (searches served beside an ingest do not stall on a parser)."""
     # str() of a torch.device or a device string: "cpu", "cuda:0", "mps"
     if all(str(d).split(":")[0] == "cpu" for d in getattr(embedder, "devices", ()) or ("cpu",)):
-        return 0
+        return 1
     return max(1, (os.cpu_count() or 2) - 1)
 
 
@@ -630,6 +618,9 @@ def chunk_document(chunker: Chunker, plan: FilePlan, load: Callable[[], LoadedDo
             raise _empty(source)
     except IngestError as e:
         return FileResult(source, "failed", getattr(e, "reason", "error"), _message(source, e)), []
+    except MemoryError:  # past the worker's memory cap (or the machine's)
+        return FileResult(source, "failed", "too-large", f"{source}: ran out of memory while reading it "
+                          "(over the per-file cap, ingest_file_memory_mb)"), []
     except Exception as e:  # a parser crash on a hostile file must not stop the batch
         return FileResult(source, "failed", "corrupt", f"{source}: cannot parse: {type(e).__name__}: {e}"), []
     doc_lang = Counter(c.language for c in chunks).most_common(1)[0][0]

@@ -21,3 +21,11 @@ def crash_on_marker(plan) -> tuple[FileResult, list]:
 def niceness(plan) -> tuple[FileResult, list]:
     """The worker's scheduling niceness (after the real pool initializer ran)."""
     return FileResult(plan.source, "ingested"), [("nice", {"nice": os.nice(0)})]
+
+
+def allocate_on_marker(plan) -> tuple[FileResult, list]:
+    """Files named *huge* try to allocate 4 GB (as a decompression bomb would), the others nothing."""
+    if "huge" in os.path.basename(plan.source):
+        block = bytearray(4 << 30)
+        return FileResult(plan.source, "ingested", chunks=len(block)), []
+    return FileResult(plan.source, "ingested", chunks=1), []

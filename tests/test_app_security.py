@@ -13,8 +13,8 @@ from app_fixtures import app_settings, running_app
 from gradio_raw import call_fn, error_of
 
 #: every handler behind a Gradio event, by what it may change; a new event must be added to one of them
-STATE_CHANGING = {"ingest_api", "ingest_ui", "delete_docs", "start_reindex", "create_collection", "drop_collection",
-                  "save_settings"}
+STATE_CHANGING = {"ingest_api", "ingest_ui", "cancel_ingest", "delete_docs", "start_reindex", "create_collection",
+                  "drop_collection", "save_settings"}
 OWN_RECORDS = {"chat", "rename_conversation", "delete_conversation"}  # the caller's own conversations only
 READ_ONLY = {"search_api", "ask_api", "do_search", "refresh_documents", "reindex_status", "ask_delete", "<lambda>",
              "ask_drop_collection", "load_conversations", "new_chat", "open_conversation", "open_citation",
@@ -89,7 +89,7 @@ def _gradio_data(app, client: httpx.Client, name: str, upload: Path) -> list:
     default = app.workspace.default
     return {"ingest_api": [[file_data]], "ingest_ui": [default, [file_data], None, "replace"],
             "delete_docs": [default, doc_ids], "start_reindex": [default, "e5-small", True],
-            "create_collection": ["intruders"], "drop_collection": [default],
+            "create_collection": ["intruders"], "drop_collection": [default], "cancel_ingest": [default],
             "save_settings": ["openai", "http://127.0.0.1:9/v1", "m", "stolen", False, 3, "auto"]}[name]
 
 
@@ -116,6 +116,7 @@ def test_every_state_changing_call_without_the_right_is_refused(lan_app, tmp_pat
             ("POST", "api/v1/documents/delete", {"json": {"documents": before[:1]}}),
             ("DELETE", f"api/v1/documents/{before[0]}", {}),
             ("POST", "api/v1/reindex", {"json": {"embedder": "e5-small", "drop_old": True}}),
+            ("POST", "api/v1/ingest/cancel", {}),
         ]:
             r = client.request(method, path, **kw)
             assert r.status_code == 401 and "sign in to" in r.json()["error"], (path, r.text)

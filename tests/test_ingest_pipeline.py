@@ -303,14 +303,15 @@ def test_workers_chunk_exactly_like_this_process(tmp_path, e5, udhr):
 
 
 def test_default_workers_follow_the_embedder_device(e5):
-    """A CPU embedder owns the cores: chunking runs in-process; an accelerator embedder gets cores − 1 workers."""
+    """A CPU embedder owns the cores: one (low-priority) parse worker, for the per-file caps and isolation; an
+    accelerator embedder gets cores − 1 workers."""
     from types import SimpleNamespace
 
     import torch
 
     from lusifer_rag.ingest.pipeline import default_workers
 
-    assert default_workers(e5) == 0
+    assert default_workers(e5) == 1
     gpu = SimpleNamespace(devices=[torch.device("cuda", 0)])
     assert default_workers(gpu) == max(1, (os.cpu_count() or 2) - 1)
 

@@ -3,13 +3,15 @@
 An OS lock (``flock``, non-blocking) on ``<dir>/.lock`` plus a JSON record ``<dir>/.lock.holder.json`` saying
 who holds it. The OS drops the lock when the holder dies, so a stale record never blocks anyone: the next
 opener takes the lock and overwrites the record. A second process fails at once with a StoreError naming the
-holder — no waiting, so no hang, and it never touches the data.
+holder — no waiting, so no hang, and it never touches the data. The record is the holder's own (mode 0600) and
+carries no secret: values of password/key/token/secret options and passwords in URLs are redacted from its argv.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -27,6 +29,30 @@ except ImportError:  # Windows
 
 LOCK_NAME = ".lock"
 HOLDER_NAME = ".lock.holder.json"
+REDACTED = "***"
+_SECRET_WORDS = {"password", "passwd", "passphrase", "secret", "token", "key", "apikey"}
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@:\s]*):[^/@\s]*@")
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """``argv`` without secrets: the value of an option named like a password, key, token or secret (as
+    ``--opt VALUE`` or ``--opt=VALUE``) and the password of a ``scheme://user:password@host`` URL."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next and not arg.startswith("--"):
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        hide_next = False
+        name, eq, _ = arg.partition("=")
+        if name.startswith("-") and _SECRET_WORDS & set(re.split(r"[-_]", name.lstrip("-").lower())):
+            if eq:
+                arg = f"{name}={REDACTED}"
+            else:
+                hide_next = True
+        out.append(_URL_PASSWORD.sub(rf"\1:{REDACTED}@", arg))
+    return out
 
 
 def _try_lock(fd: int) -> bool:
@@ -99,11 +125,14 @@ class StoreLock:
         record = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "argv": list(sys.argv),
+            "argv": redact_argv(list(sys.argv)),
             "since": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
         }
         tmp = self.holder_path.with_name(f"{HOLDER_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record), encoding="utf-8")
+        fd_tmp = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd_tmp, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o600)  # a leftover tmp file of another mode is ours to fix
+            f.write(json.dumps(record))
         os.replace(tmp, self.holder_path)  # readers never see a half-written record
         return self
 
