@@ -97,19 +97,25 @@ def candidates() -> dict[str, Callable[[str, list[dict]], str]]:
             "fallback: + previous answer (300 chars)": with_answer}
 
 
-def run(ws, convs: list[dict], rows: dict[str, Callable[[str, list[dict]], str]]) -> list[dict]:
-    """Per conversation: turn 1 through the app's answer path, then each row's query for the follow-up searched.
-    Returns the per-conversation results."""
+def collection_of(conv: dict) -> str:
+    return "sample" if conv["followup"]["source"].startswith("sample/") else D.MANUALS_COLLECTION
+
+
+def run(ws, convs: list[dict], rows: dict[str, Callable[[str, list[dict]], str]], all_collections: bool) -> list[dict]:
+    """Per conversation: turn 1 through the app's answer path, then each row's query for the follow-up searched, in
+    the collection holding the conversation's documents (``all_collections``: in every collection, merged as the
+    app merges them). Returns the per-conversation results."""
     out = []
     for c in convs:
         t1 = c["turn1"]
-        first = ws.ask(t1["question"], k=K)
+        where = None if all_collections else [collection_of(c)]
+        first = ws.ask(t1["question"], collections=where, k=K)
         history = [{"role": "user", "content": t1["question"]}, {"role": "assistant", "content": first.text}]
         res = {"id": c["id"], "language": c["language"], "split": c["split"],
                "turn 1": any(is_hit(x, t1) for x in first.contexts[:K])}
         for label, make_query in rows.items():
             query = make_query(c["followup"]["question"], history)
-            hits = ws.search(query, k=K, highlight=False)
+            hits = ws.search(query, where, k=K, highlight=False)
             res[label] = any(is_hit(h.chunk, c["followup"]) for h in hits)
             res[label + " query"] = query
             res[label + " top"] = [f"{h.chunk.source} p{h.chunk.page}" for h in hits]
@@ -136,6 +142,8 @@ def main() -> None:
     ap.add_argument("--candidates", action="store_true", help="also the fallback candidates (the tune half's rows)")
     ap.add_argument("--llm", default=None, help="an LLM spec for the rewrite row, e.g. transformers:/path/to/model")
     ap.add_argument("--embedder", default="e5-small")
+    ap.add_argument("--all-collections", action="store_true",
+                    help="search every collection at once (merged by the app's rule) instead of the conversation's")
     ap.add_argument("--show-misses", action="store_true", help="print each miss: query and the top 5")
     args = ap.parse_args()
     from lusifer_rag.embedder import load_embedder
@@ -166,11 +174,13 @@ def main() -> None:
         llm_note = f"LLM rewrite: {args.llm}"
     try:
         with timed() as t:
-            results = run(ws, convs, rows)
+            results = run(ws, convs, rows, args.all_collections)
     finally:
         store.close()
     labels = ["turn 1", *rows]
-    table(summarize(results, labels), f"top-{K} hit rate of the follow-up (turn 1: the first question's own hit rate)")
+    for split in (["tune", "test", "all"] if args.split == "all" else [args.split]):
+        table(summarize([r for r in results if split == "all" or r["split"] == split], labels),
+              f"{split}: top-{K} hit rate of the follow-up (turn 1: the first question's own hit rate)")
     print(llm_note)
     print(f"({len(convs)} conversations in {t[0]:.1f}s)")
     if args.show_misses:
