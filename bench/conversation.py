@@ -170,7 +170,8 @@ def main() -> None:
         from lusifer_rag.rag.llm import load_llm
 
         llm = load_llm(args.llm)
-        rows["LLM rewrite"] = lambda q, h: resolve(q, h, llm=llm, language=ws.service().answerer().answer_language(q, None)).query
+        answerer = ws.service().answerer()  # its language detection decides the rewrite's language, as in the app
+        rows["LLM rewrite"] = lambda q, h: resolve(q, h, llm=llm, language=answerer.answer_language(q, None)).query
         llm_note = f"LLM rewrite: {args.llm}"
     try:
         with timed() as t:
