@@ -28,6 +28,9 @@ MANUALS = {  # package -> the PDF inside it
     "maint-guide-de": "usr/share/doc/maint-guide-de/maint-guide.de.pdf",
 }
 MANUALS_COLLECTION = "manuals"
+#: bumped when ingestion changes what it stores (chunking, language labels), so that a rerun builds a fresh store
+#: instead of measuring on one written by older code
+STORE_VERSION = 1
 
 
 def cache_root() -> Path:
@@ -64,7 +67,8 @@ def open_workspace(embedder):
 
     root = cache_root()
     # env={}: a developer's LUSIFER_RAG_* (an LLM server, another store) must not change what is measured
-    settings = Settings.from_env(env={}, store=str(root / "store"), data_dir=root / "app", collection="sample")
+    settings = Settings.from_env(env={}, store=str(root / f"store-v{STORE_VERSION}"), data_dir=root / f"app-v{STORE_VERSION}",
+                                 collection="sample")
     store = open_store_from(settings)
     ws = Workspace(settings, store, embedder=embedder, options=AppOptions(ingest_workers=0))
     reports = [ws.ingest_sample(principal=LOCAL)]
