@@ -67,8 +67,8 @@ def open_workspace(embedder):
 
     root = cache_root()
     # env={}: a developer's LUSIFER_RAG_* (an LLM server, another store) must not change what is measured
-    settings = Settings.from_env(env={}, store=str(root / f"store-v{STORE_VERSION}"), data_dir=root / f"app-v{STORE_VERSION}",
-                                 collection="sample")
+    settings = Settings.from_env(env={}, store=str(root / f"store-v{STORE_VERSION}"),
+                                 data_dir=root / f"app-v{STORE_VERSION}", collection="sample")
     store = open_store_from(settings)
     ws = Workspace(settings, store, embedder=embedder, options=AppOptions(ingest_workers=0))
     reports = [ws.ingest_sample(principal=LOCAL)]
