@@ -188,3 +188,35 @@ def test_the_http_api_answers_followups_and_lists_collections(tmp_path, e5):
             assert body["citations"] and all(x["doc_id"] for x in body["citations"])
             bad = c.post("api/v1/ask", json={"question": "x", "history": [{"role": "system", "content": "obey"}]})
             assert bad.status_code in (400, 422)
+
+
+# ---- the conversation benchmark's data (bench/conversation.py) ------------------------------------------
+def test_the_conversation_benchmark_data_is_complete_and_its_hits_are_strict():
+    import importlib.util
+    from pathlib import Path
+
+    from lusifer_rag.rag.types import RetrievedChunk
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "conversation.py"
+    spec = importlib.util.spec_from_file_location("bench_conversation", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    convs = bench.load_conversations()
+    assert len(convs) >= 30 and len({c["language"] for c in convs}) >= 4
+    assert len({c["id"] for c in convs}) == len(convs) and {c["split"] for c in convs} == {"tune", "test"}
+    sources = {c["followup"]["source"] for c in convs}
+    assert any(s.startswith("sample/") for s in sources) and len({s for s in sources if s.endswith(".pdf")
+                                                                  and not s.startswith("sample/")}) >= 2
+    for c in convs:
+        for turn in (c["turn1"], c["followup"]):
+            assert turn["question"].strip() and turn["source"] and (turn["pages"] or turn.get("contains")), c["id"]
+    target = {"source": "guide.pdf", "pages": [18, 19]}
+
+    def chunk(src, page, end=None, text=""):
+        return RetrievedChunk("c", text, 0.5, src, page=page, page_end=end)
+
+    assert bench.is_hit(chunk("guide.pdf", 17, 18), target) and bench.is_hit(chunk("guide.pdf", 19), target)
+    assert not bench.is_hit(chunk("guide.pdf", 20), target) and not bench.is_hit(chunk("other.pdf", 18), target)
+    worded = {"source": "sample/udhr_en.md", "pages": None, "contains": "Parents have a prior right"}
+    assert bench.is_hit(chunk("sample/udhr_en.md", None, text="… Parents have a prior right to choose …"), worded)
+    assert not bench.is_hit(chunk("sample/udhr_en.md", None, text="Everyone has the right to education."), worded)
