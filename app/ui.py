@@ -102,6 +102,23 @@ def language_choices() -> list[tuple[str, str]]:
          for code, (english, native) in LANGUAGE_NAMES.items()), key=lambda x: x[0].lower())
 
 
+#: chunk labels that are no language: the filter says what they hold
+NO_LANGUAGE = {"zxx": "no language: code, numbers, symbols (zxx)", "und": "undetermined: too short to tell (und)"}
+
+
+def language_filter_options(codes: list[str]) -> list[tuple[str, str]]:
+    """The language filter's (label, code) choices for the labels present in a collection: names, not bare codes."""
+    from lusifer_rag.rag.language import LANGUAGE_NAMES
+
+    def label(code: str) -> str:
+        if code in NO_LANGUAGE:
+            return NO_LANGUAGE[code]
+        english = LANGUAGE_NAMES.get(code, (code, code))[0]
+        return f"{english} ({code})"
+
+    return sorted(((label(c), c) for c in codes), key=lambda x: (x[1] in NO_LANGUAGE, x[0].lower()))
+
+
 def _doc_rows(docs: list[dict]) -> list[list]:
     return [[d["source"], d["doc_id"][:8], (d.get("content_hash") or "")[:12], d["language"], d["pages"], d["chunks"],
              d["ingested_at"]] for d in docs]
@@ -276,6 +293,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
         docs = svc.documents()
         stats = svc.stats()
         langs, sources = svc.facets()
+        langs = language_filter_options(langs)
         return (_doc_rows(docs), gr.update(choices=_doc_choices(docs), value=[]), _stats_md(stats),
                 _stats_rows(stats), gr.update(choices=langs), gr.update(choices=sources), gr.update(choices=langs),
                 gr.update(visible=False), *collection_updates(collection))

@@ -43,7 +43,7 @@ QUESTIONS = ROOT / "bench" / "data" / "pdf_questions.jsonl"
 SAMPLE_CORPUS = ROOT / "app" / "sample_corpus" / "documents"
 COLLECTION = "pdfqa"
 #: bumped when the PDF set or what ingestion stores changes, so that a rerun builds a fresh store
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: chunk languages from their document (ingest/langid.py label_document)
 DOC = "./usr/share/doc/texlive-doc/"
 
 
@@ -244,7 +244,7 @@ def evaluate(retriever_factory: Callable, *, embedder=None, split: str = "all", 
         lat.append(time.perf_counter() - t0)
         r = rank_of(hits, q, src)
         top = hits[0] if hits else None
-        per.append({"id": q.id, "language": q.language, "pdf": q.pdf, "cross": q.cross, "rank": r,
+        per.append({"id": q.id, "language": q.language, "pdf": q.pdf, "cross": q.cross, "rank": r, "top_score": top.score if top else -1.0,
                     "top1": f"{Path(top.source).stem} p.{top.page}" if top else ""})
     ranks = {"same": [p["rank"] for p in per if not p["cross"]], "cross": [p["rank"] for p in per if p["cross"]]}
     return {"per_question": per, "same": summary(ranks["same"]), "cross": summary(ranks["cross"]),

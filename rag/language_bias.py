@@ -130,6 +130,11 @@ class LanguageMeans:
             self._count = count
             self._version, self._checked = version, now
 
+    def background(self, q: np.ndarray) -> dict[str, float]:
+        """Per language with a mean: the mean cosine between the query and that language's chunks (μ_lang · q),
+        what an unrelated chunk of that language scores against this query."""
+        return {lang: float(mu @ q) for lang, mu in self.means.items()}
+
     def languages(self) -> int:
         """Languages holding at least PRESENT_SHARE of the collection."""
         return sum(1 for s in self.shares.values() if s >= PRESENT_SHARE)

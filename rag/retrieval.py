@@ -19,13 +19,17 @@ import numpy as np
 
 from lusifer_rag.errors import ConfigError, RagError, StoreError
 from lusifer_rag.store import Filter
+from lusifer_rag.store.filters import both
 
 from .language_bias import (FEEDBACK_DOCS, TRANSLATION_POOL, LanguageMeans, exact_matches, feedback_query,
                             keep_exact_matches, translation_group_scores)
 from .types import RetrievedChunk
 
 MODES = ("dense", "sparse", "hybrid")
-DEBIAS = ("auto", "on", "off")
+DEBIAS = ("off", "offsets", "centre", "auto", "on")
+#: earlier names: "auto" (centring on mixed collections, the default until bench/retrieval_real.py showed it below
+#: the raw model on collections that are not parallel) now means the default, "off"; "on" is "centre"
+DEBIAS_ALIASES = {"auto": "off", "on": "centre"}
 
 
 @dataclass
@@ -90,10 +94,10 @@ class Retriever:
     """Searches one collection with the embedder that built it."""
 
     def __init__(self, store, collection: str, embedder, *, instruction: str | None = None, mode: str = "hybrid",
-                 debias: str = "auto", sparse_weight: float = 1.0, rrf_k: int = 60, fetch_k: int = 40,
+                 debias: str = "off", sparse_weight: float = 1.0, rrf_k: int = 60, fetch_k: int = 40,
                  exact: bool = False, beams: tuple[int | None, int | None] | None = None,
                  feedback_docs: int = FEEDBACK_DOCS, translation_pool: int = TRANSLATION_POOL,
-                 same_language_pivot: bool = False):
+                 same_language_pivot: bool = False, per_language_k: int = 10, min_relevance: float | None = None):
         """``exact``: every store query brute force (no HNSW, no quantization): the reference for recall checks.
         ``beams``: the HNSW beams of the (uncentred, centred) dense legs; None: by collection size (LEG_BEAMS).
         ``feedback_docs``: a centred search searches once more with the query expanded by the centred vectors of its
@@ -111,7 +115,7 @@ class Retriever:
         if debias not in DEBIAS:
             raise ConfigError(f"debias {debias!r} is not valid; allowed: {DEBIAS}")
         self.store, self.collection, self.embedder = store, collection, embedder
-        self.instruction, self.mode, self.debias = instruction, mode, debias
+        self.instruction, self.mode, self.debias = instruction, mode, DEBIAS_ALIASES.get(debias, debias)
         self.sparse_weight, self.rrf_k, self.fetch_k, self.exact = sparse_weight, rrf_k, fetch_k, exact
         self.beams = beams
         if isinstance(feedback_docs, bool) or not isinstance(feedback_docs, int) or feedback_docs < 0:
@@ -123,6 +127,7 @@ class Retriever:
         if not isinstance(same_language_pivot, bool):
             raise ConfigError(f"same_language_pivot must be True or False; got {same_language_pivot!r}")
         self.same_language_pivot = same_language_pivot
+        self.per_language_k, self.min_relevance = per_language_k, min_relevance
         self._size = (-1, None, -1.0)  # (point count, store write_version, monotonic time) for the beams
         self.sparse = BM25SparseEncoder(embedder.tokenizer)
         self.means = LanguageMeans(store, collection)
@@ -135,7 +140,8 @@ class Retriever:
         """A retriever with the settings' search options (``search_mode``, ``debias``, ``same_language_pivot``):
         the one place the CLI, the app, the LangChain retriever and the eval runner build theirs."""
         options = {"mode": settings.search_mode, "debias": settings.debias,
-                   "same_language_pivot": settings.same_language_pivot, **kwargs}
+                   "same_language_pivot": settings.same_language_pivot, "min_relevance": relevance_floor(settings, embedder),
+                   **kwargs}
         return cls(store, collection, embedder, **options)
 
     def embed_query(self, query: str) -> np.ndarray:
@@ -164,19 +170,21 @@ class Retriever:
         return np.stack([self.embed_query(q) for q in queries])
 
     def _debias_on(self, debias: str | None, filters: SearchFilters | None = None) -> bool:
-        choice = debias or self.debias
-        if choice == "auto":
-            if filters is not None and filters.languages and len(set(filters.languages)) == 1:
-                return False  # candidates all share one language: nothing to correct between languages
-            self.means.refresh()
-            return self.means.languages() >= 2  # one language: no cross-language bias to correct
-        if choice == "on":
-            self.means.refresh()
-        return choice == "on"
+        """Whether centring applies (``debias="centre"``, old name "on"): to collections holding two or more
+        languages, unless the search is limited to one language."""
+        if (DEBIAS_ALIASES.get(debias, debias) if debias else self.debias) != "centre":
+            return False
+        if filters is not None and filters.languages and len(set(filters.languages)) == 1:
+            return False  # candidates all share one language: nothing to correct between languages
+        self.means.refresh()
+        return self.means.languages() >= 2  # one language: no cross-language bias to correct
 
     def search(self, query: str, k: int = 10, filters: SearchFilters | None = None, *, mode: str | None = None,
                score_threshold: float | None = None, mmr: bool = False, mmr_lambda: float = 0.5,
                debias: str | None = None, query_language: str | None = None) -> list[RetrievedChunk]:
+        """The default path: candidates from the dense leg (and, on a mixed-language collection, the best few of each
+        language), BM25 in hybrid mode; each scored by its exact cosine less its language's offset for this query;
+        BM25 fused by weighted reciprocal rank. ``debias="centre"`` takes the centring path for parallel collections."""
         if not isinstance(query, str) or not query.strip():
             raise RagError(f"the search query must be a non-empty string; got {query!r}")
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
@@ -185,6 +193,94 @@ class Retriever:
         if mode not in MODES:
             raise ConfigError(f"search mode {mode!r} is not valid; allowed: {MODES}")
         self._check_served()
+        choice = DEBIAS_ALIASES.get(debias, debias) if debias else self.debias
+        if choice not in DEBIAS:
+            raise ConfigError(f"debias {debias!r} is not valid; allowed: {DEBIAS}")
+        if choice == "centre":
+            if not self._debias_on(choice, filters) or mode == "sparse":
+                choice = "off"  # nothing to centre: the raw ranking
+            else:
+                return self._search_centred(query, k, filters, mode, score_threshold, mmr, mmr_lambda, choice,
+                                            query_language)
+        flt = filters.to_store() if filters else None
+        q = self.embed_query(query)  # (dim,)
+        if mode == "sparse":
+            from lusifer_rag.store import SparseVector
+
+            sv = self.sparse.encode_queries([query])[0]
+            hits = self.store.query(self.collection, sparse=SparseVector(sv.indices, sv.values), mode="sparse",
+                                    filter=flt, k=k if not mmr else max(self.fetch_k, 4 * k), exact=self.exact,
+                                    payload=LEG_PAYLOAD)
+            ranked = [_Candidate(h.id, _language_of(h), _doc_of(h), score=h.score) for h in hits]  # BM25 scores
+            return self._finish(q, ranked, k, score_threshold, mmr, mmr_lambda, False)
+        offsets = choice == "offsets"
+        if offsets:
+            self.means.refresh()
+        if score_threshold is None:  # what counts as relevant at all ("nothing relevant found" below it)
+            score_threshold = self.min_relevance if not offsets else None
+        pool = max(self.fetch_k, 4 * k) if (offsets or mmr or mode == "hybrid") else k
+        beam = self._leg_beams()[0]
+        legs = [dict(dense=q, hnsw_ef=beam)]
+        one_language = filters is not None and filters.languages and len(set(filters.languages)) == 1
+        if offsets and self.means.languages() >= 2 and not one_language:
+            # the best few of each language: a match in another language that the raw ranking buries under the
+            # query's own language stays a candidate
+            legs += [dict(dense=q, hnsw_ef=beam, k=max(self.per_language_k, k),
+                          filter=both(flt, Filter(must={LANGUAGE_KEY: [lang]}))) for lang in self.means.means]
+        if mode == "hybrid":
+            from lusifer_rag.store import SparseVector
+
+            sv = self.sparse.encode_queries([query])[0]
+            legs.append(dict(sparse=SparseVector(sv.indices, sv.values), mode="sparse"))
+        found = self.store.query_batch(self.collection, [
+            {"filter": flt, "k": pool, **req, "exact": self.exact, "payload": LEG_PAYLOAD} for req in legs])
+        sparse_order = [h.id for h in found[-1]] if mode == "hybrid" else []
+        cands: dict[str, _Candidate] = {}
+        for hits in found[:-1] if mode == "hybrid" else found:
+            for h in hits:
+                cands.setdefault(h.id, _candidate(h)).score = h.score  # q·d
+        for i, hit in zip(sparse_order, found[-1] if mode == "hybrid" else []):
+            cands.setdefault(i, _candidate(hit))
+        if offsets:
+            self._offset_scores(cands, q)
+        else:
+            self._fill_scores(cands, q, flt)  # chunks only the BM25 leg found: their cosine
+        dense_order = sorted(cands, key=lambda i: -cands[i].score)
+        if mode == "hybrid":
+            order = self._fuse(cands, dense_order, sparse_order, query_language or self._query_language(query))
+        else:
+            order = dense_order
+        return self._finish(q, [cands[i] for i in order], k, score_threshold, mmr, mmr_lambda, False)
+
+    def _offset_scores(self, cands: dict[str, _Candidate], q: np.ndarray) -> None:
+        """Every candidate's exact cosine; calibrated: less the query's background in the chunk's language (the mean
+        cosine between this query and that language's chunks). A multilingual embedder scores unrelated texts in
+        the query's language higher than unrelated texts in another; the background takes that gap off, so scores
+        compare across languages and across queries: how far a chunk stands out from what an unrelated chunk of its
+        language scores against this query (a relevance estimate; ~0 for unrelated chunks)."""
+        ids = list(cands)
+        vec_of = {p.id: p.vector for p in self.store.retrieve(self.collection, ids, with_payload=False,
+                                                              with_vectors=True) if p.vector is not None}
+        have = [i for i in ids if i in vec_of]
+        for i in ids:
+            cands[i].score = -np.inf  # deleted since the search found it: last
+        if not have:
+            return
+        vecs = np.stack([vec_of[i] for i in have])  # (n, dim)
+        scores = vecs @ q  # (n,)
+        background = self.means.background(q)  # {lang: mean cosine to its chunks}
+        if background:
+            langs = self.means.languages_for([cands[i].language for i in have], vecs)
+            scores = scores - np.array([background[lang] for lang in langs])
+        for i, sc in zip(have, scores):
+            cands[i].score = float(sc)
+
+    def _search_centred(self, query: str, k: int, filters: SearchFilters | None, mode: str,
+                        score_threshold: float | None, mmr: bool, mmr_lambda: float, debias: str,
+                        query_language: str | None) -> list[RetrievedChunk]:
+        """Centring (opt-in, ``debias="centre"``): for parallel collections, where every passage exists in every
+        language; it finds more of a passage's translations there and loses on collections that are not parallel
+        (bench/retrieval_real.py)."""
         flt = filters.to_store() if filters else None
         q = self.embed_query(query)  # (dim,)
         centred = self._debias_on(debias, filters) and mode != "sparse"
@@ -265,16 +361,21 @@ class Retriever:
                 f"{have}), this retriever embeds with {self.embedder.spec!r} ({self.embedder.fingerprint}); after a "
                 f"re-index build the retriever again (LusiferRetriever.from_collection loads the collection's embedder)")
 
-    def _leg_beams(self) -> tuple[int | None, int | None]:
-        """(uncentred, centred) HNSW beams: given, or by the collection's size (LEG_BEAMS), which is read again after
-        a write through the store and at most once a second otherwise."""
-        if self.beams is not None:
-            return self.beams
+    def _leg_size(self) -> int:
+        """The collection's point count (approximate), read again after a write or at most once a second."""
         count, version, when = self._size
         now, v = time.monotonic(), getattr(self.store, "write_version", None)
         if v is None or v != version or now - when >= 1.0:
             count = self.store.count(self.collection, exact=False)
             self._size = (count, v, now)
+        return count
+
+    def _leg_beams(self) -> tuple[int | None, int | None]:
+        """(uncentred, centred) HNSW beams: given, or by the collection's size (LEG_BEAMS), which is read again after
+        a write through the store and at most once a second otherwise."""
+        if self.beams is not None:
+            return self.beams
+        count = self._leg_size()
         return next(b for bound, b in LEG_BEAMS if count < bound)
 
     @staticmethod
@@ -430,6 +531,13 @@ class Retriever:
         top = ranked[:k]
         self._load_payloads({c.id: c for c in top}, [c.id for c in top])
         return [RetrievedChunk.from_payload(c.id, c.score, c.payload) for c in top]
+
+
+def relevance_floor(settings, embedder) -> float | None:
+    """The score below which nothing is relevant: the setting, else the embedder's measured floor (None: none)."""
+    if settings.min_relevance is not None:
+        return settings.min_relevance or None
+    return getattr(embedder, "relevance_floor", None)
 
 
 def _rank_consistent_scores(ranked: list[_Candidate]) -> None:

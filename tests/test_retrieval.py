@@ -131,21 +131,21 @@ def test_language_bias_correction_lowers_own_language_share(collection, e5, udhr
     assert set(on.means.means) == set(LANGS)
 
 
-def test_debias_auto_is_off_for_one_language_filter(collection, e5):
-    r = Retriever(collection, "udhr", e5, debias="auto")
+def test_centring_is_off_for_one_language_filter(collection, e5):
+    r = Retriever(collection, "udhr", e5, debias="centre")
     assert r._debias_on(None, SearchFilters(languages=["sw"])) is False
     assert r._debias_on(None, SearchFilters(languages=["sw", "en"])) is True
     assert r._debias_on(None) is True
 
 
-def test_debias_auto_is_off_for_a_single_language_collection(tmp_path, e5, udhr):
+def test_centring_is_off_for_a_single_language_collection(tmp_path, e5, udhr):
     docs = tmp_path / "d"
     docs.mkdir()
     for a in range(1, 6):
         (docs / f"en_{a}.txt").write_text(udhr("en")[a - 1], encoding="utf-8")
     with open_store(str(tmp_path / "s")) as store:
         Ingestor(store, "one", e5, ChunkingParams(max_tokens=512), workers=1).ingest([docs])
-        r = Retriever(store, "one", e5, debias="auto")
+        r = Retriever(store, "one", e5, debias="centre")
         assert r._debias_on(None) is False
         plain = Retriever(store, "one", e5, debias="off").search(udhr("sw")[1], k=5)
         assert [h.id for h in r.search(udhr("sw")[1], k=5)] == [h.id for h in plain]
@@ -180,7 +180,7 @@ def test_the_settings_choose_the_search_options(collection, e5):
     r = Retriever.from_settings(collection, "udhr", e5, Settings.from_env(env))
     assert (r.mode, r.debias, r.same_language_pivot) == ("dense", "off", True)
     default = Retriever.from_settings(collection, "udhr", e5, Settings.from_env({}))
-    assert (default.mode, default.debias, default.same_language_pivot) == ("hybrid", "auto", False)
+    assert (default.mode, default.debias, default.same_language_pivot) == ("hybrid", "off", False)
     assert Retriever.from_settings(collection, "udhr", e5, Settings.from_env(env), mode="sparse").mode == "sparse"
     with pytest.raises(ConfigError, match="LUSIFER_RAG_SAME_LANGUAGE_PIVOT='maybe' is not a valid"):
         Settings.from_env({"LUSIFER_RAG_SAME_LANGUAGE_PIVOT": "maybe"})

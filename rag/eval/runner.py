@@ -231,7 +231,7 @@ def pipeline_search_fn(embedder_spec: str, dataset: BeirDataset, settings: Any) 
     failed = report.by_status("failed")
     if failed:
         raise ConfigError(f"{len(failed)} corpus documents could not be ingested, e.g. {failed[0].message}")
-    retriever = Retriever.from_settings(store, "eval", emb, settings)
+    retriever = Retriever.from_settings(store, "eval", emb, settings, min_relevance=None)  # ranks, not a cut-off
     n_chunks = store.count("eval")
 
     def search(text: str, k: int) -> list[tuple[str, float]]:
