@@ -165,8 +165,9 @@ PROSE_LETTER_SHARE = 0.75
 #: prose and the identifier is this sure of it; any other chunk takes its document's language
 OWN_LABEL_PROSE = 0.5
 OWN_LABEL_CONFIDENCE = 0.8
-_LETTER = regex.compile(r"\p{L}")
+_LETTER = regex.compile(r"[\p{L}\p{M}]")  # with combining marks: Devanagari, Telugu... vowel signs are marks
 _NON_SPACE = regex.compile(r"\S")
+_UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]")
 
 
 def prose_of(text: str) -> str:
@@ -181,8 +182,8 @@ def prose_of(text: str) -> str:
 
 
 def _cjk_share(line: str) -> float:
-    letters = _LETTER.findall(line)
-    return sum(1 for ch in letters if "\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af") / max(len(letters), 1)
+    """The share of a line's letters in scripts written without spaces between words."""
+    return len(_UNSPACED.findall(line)) / max(len(_LETTER.findall(line)), 1)
 
 
 def label_document(texts: Sequence[str]) -> tuple[tuple[str, float], list[tuple[str, float]]]:

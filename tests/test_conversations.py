@@ -115,7 +115,9 @@ def test_collections_are_searched_alone_or_together_and_dropped(ws, tmp_path):
     alone = ws.search("how do I defrost the freezer", ["manuals"], k=3, highlight=False)
     assert {h.chunk.collection for h in alone} == {"manuals"}
     both = ws.search("how do I defrost the freezer", ["manuals", "sample"], k=5, highlight=False)
-    assert both[0].chunk.source == "fridge.txt" and {h.chunk.collection for h in both} == {"manuals", "sample"}
+    assert both[0].chunk.source == "fridge.txt" and {h.chunk.collection for h in both} <= {"manuals", "sample"}
+    rights = ws.search("Who has the right to education?", ["manuals", "sample"], k=5, highlight=False)
+    assert rights and rights[0].chunk.collection == "sample"  # scores compare across collections
     assert [h.rank for h in both] == list(range(1, len(both) + 1))
     with pytest.raises(RagError, match="no collection 'nope'"):
         ws.search("x", ["nope"])

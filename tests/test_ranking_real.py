@@ -126,7 +126,7 @@ def test_the_code_pages_of_a_german_manual_are_labelled_german(manual_with_sampl
     assert len(labels) >= 3 and set(labels) == {"de"}, labels
 
 
-def test_label_document_keeps_prose_language_over_code_and_a_quotation_its_own():
+def test_label_document_keeps_prose_language_over_code_and_a_quotation_its_own(udhr):
     from lusifer_rag.ingest.langid import label_document
 
     code = "\\usepackage[a4paper]{geometry}\n\\geometry{left=25mm, right=20mm}\n\\setlength{\\textwidth}{160mm}"
@@ -134,6 +134,8 @@ def test_label_document_keeps_prose_language_over_code_and_a_quotation_its_own()
     (doc, _), labels = label_document([GERMAN_PAGES[0], code, code, code, GERMAN_PAGES[2], quote])
     assert doc == "de"
     assert [lang for lang, _ in labels] == ["de", "de", "de", "de", "de", "en"]
+    for lang in ("hi", "te", "th", "ja"):  # vowel signs are combining marks; Thai and Japanese have no spaces
+        assert label_document([udhr(lang)[0] + "\n" + udhr(lang)[1]])[0][0] == lang
 
 
 @pytest.mark.slow
