@@ -196,14 +196,16 @@ def main() -> None:
     ap.add_argument("--split", default="test", choices=["tune", "test"])
     ap.add_argument("--embedder", default="e5-small")
     ap.add_argument("--baseline", default=BASELINE, help="git revision whose default is the 'previous default' row")
+    ap.add_argument("--rows", default="", help="only the rows whose label holds this text (e.g. 'default (')")
     args = ap.parse_args()
     from lusifer_rag.embedder import load_embedder
+    from lusifer_rag.rag.retrieval import relevance_floor
     from lusifer_rag.settings import Settings
 
     emb = load_embedder(args.embedder, device="cpu")
     header(f"retrieval_real: {args.embedder}, split={args.split}")
     tag = args.embedder.replace(":", "_").replace("/", "_")
-    rows = rows_for(emb, args.baseline)
+    rows = {label: make for label, make in rows_for(emb, args.baseline).items() if args.rows in label}
     defaults = {}
     for name in args.sets.split(","):
         if name == "pdf":
@@ -221,7 +223,7 @@ def main() -> None:
                   f"known-item queries ({args.split} split)")
         table([row(label, res) for label, res in results.items()])
         defaults[name] = results["default (hybrid, raw cosines)"]
-    chosen = Settings().min_relevance
+    chosen = relevance_floor(Settings(), emb) or 0.0
     print(f"\n## 'nothing relevant found': the default's best score against min_relevance (default {chosen}); kept: "
           f"queries whose right document is in the top 10; rejected: {len(off_topic_queries())} off-topic queries "
           f"(bench/data/off_topic_queries.txt)")
