@@ -21,7 +21,6 @@ same-language and the cross-language questions apart.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -86,8 +85,7 @@ PDFS = [
 ]
 
 
-def split_of(qid: str) -> str:
-    return "tune" if int(hashlib.sha1(qid.encode()).hexdigest(), 16) % 2 == 0 else "test"
+split_of = X.split_of  # the bench sets' split: a hash of the id, half each
 
 
 def pdf_set(questions_file: Path = QUESTIONS) -> tuple[dict[str, PdfSource], list[Question]]:

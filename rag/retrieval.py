@@ -10,6 +10,7 @@ chunk first (the exact-match guard). ``debias="auto"`` turns it on for collectio
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -182,9 +183,11 @@ class Retriever:
     def search(self, query: str, k: int = 10, filters: SearchFilters | None = None, *, mode: str | None = None,
                score_threshold: float | None = None, mmr: bool = False, mmr_lambda: float = 0.5,
                debias: str | None = None, query_language: str | None = None) -> list[RetrievedChunk]:
-        """The default path: candidates from the dense leg (and, on a mixed-language collection, the best few of each
-        language), BM25 in hybrid mode; each scored by its exact cosine less its language's offset for this query;
-        BM25 fused by weighted reciprocal rank. ``debias="centre"`` takes the centring path for parallel collections."""
+        """The default path: candidates from the dense leg (and the BM25 leg in hybrid mode), ranked by cosine; in
+        hybrid mode BM25 re-orders the query language's chunks within the ranks they hold (:meth:`_fuse`). Chunks
+        below ``min_relevance`` are not relevant. ``debias="offsets"`` adds the best few chunks of each language as
+        candidates and scores each against its language's background; ``debias="centre"`` takes the centring path
+        for parallel collections."""
         if not isinstance(query, str) or not query.strip():
             raise RagError(f"the search query must be a non-empty string; got {query!r}")
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
@@ -234,13 +237,14 @@ class Retriever:
             legs.append(dict(sparse=SparseVector(sv.indices, sv.values), mode="sparse"))
         found = self.store.query_batch(self.collection, [
             {"filter": flt, "k": pool, **req, "exact": self.exact, "payload": LEG_PAYLOAD} for req in legs])
-        sparse_order = [h.id for h in found[-1]] if mode == "hybrid" else []
+        dense_legs, sparse_hits = (found[:-1], found[-1]) if mode == "hybrid" else (found, [])
         cands: dict[str, _Candidate] = {}
-        for hits in found[:-1] if mode == "hybrid" else found:
+        for hits in dense_legs:
             for h in hits:
                 cands.setdefault(h.id, _candidate(h)).score = h.score  # q·d
-        for i, hit in zip(sparse_order, found[-1] if mode == "hybrid" else []):
-            cands.setdefault(i, _candidate(hit))
+        for h in sparse_hits:
+            cands.setdefault(h.id, _candidate(h))
+        sparse_order = [h.id for h in sparse_hits]
         if offsets:
             self._offset_scores(cands, q)
         else:
@@ -477,8 +481,7 @@ class Retriever:
         missing = [i for i, c in cands.items() if np.isnan(c.score)]
         if not missing:
             return
-        ids_filter = Filter(must=dict(flt.must), must_not=dict(flt.must_not), ranges=dict(flt.ranges), ids=missing) \
-            if flt is not None else Filter(ids=missing)
+        ids_filter = dataclasses.replace(flt, ids=missing) if flt is not None else Filter(ids=missing)
         for h in self.store.query(self.collection, dense=vec, filter=ids_filter, k=len(missing), exact=True,
                                   payload=False):
             cands[h.id].score = h.score

@@ -12,7 +12,7 @@ import pytest
 from app_fixtures import app_settings, running_app
 from conftest import udhr_articles
 from pdf_factory import long_pdf
-from test_browser_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from test_browser_e2e import ARTIFACTS, CHROMIUM, browser, page  # noqa: F401 (shared fixtures)
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no chromium at {CHROMIUM} (apt-get install -y chromium)"),
@@ -25,32 +25,6 @@ def app(tmp_path_factory, e5):
     tmp = tmp_path_factory.mktemp("bchat")
     with running_app(app_settings(tmp, collection="docs"), e5, sample=True) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture()
-def page(browser, request):
-    from playwright.sync_api import expect
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    expect.set_options(timeout=90_000)  # a shared 2-core CI box embeds slowly
-    p = browser.new_page(viewport={"width": 1400, "height": 1000})
-    p.set_default_timeout(90_000)
-    try:
-        yield p
-    finally:
-        p.screenshot(path=str(ARTIFACTS / f"{request.node.name}_last.png"), full_page=True)
-        p.close()
 
 
 def _ask(page, text: str) -> None:

@@ -39,6 +39,23 @@ def browser():
             b.close()
 
 
+@pytest.fixture()
+def page(browser, request):
+    """A fresh page of the shared browser, long timeouts (a shared 2-core CI box embeds slowly); its last state is
+    kept as a screenshot in test-artifacts/. Browser tests import this fixture and ``browser`` from here."""
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    expect.set_options(timeout=90_000)
+    p = browser.new_page(viewport={"width": 1400, "height": 1000})
+    p.set_default_timeout(90_000)
+    try:
+        yield p
+    finally:
+        p.screenshot(path=str(ARTIFACTS / f"{request.node.name}_last.png"), full_page=True)
+        p.close()
+
+
 def test_upload_search_ask_in_the_browser(tmp_path, e5, browser):
     from playwright.sync_api import expect
 

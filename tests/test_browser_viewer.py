@@ -13,7 +13,7 @@ from app_fixtures import app_settings, running_app
 from conftest import udhr_articles
 from lusifer_rag.app.access import LOCAL
 from pdf_factory import long_pdf
-from test_browser_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from test_browser_e2e import ARTIFACTS, CHROMIUM, browser, page  # noqa: F401 (shared fixtures)
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no chromium at {CHROMIUM} (apt-get install -y chromium)"),
@@ -50,32 +50,6 @@ def app(tmp_path_factory, e5):
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture()
-def page(browser, request):
-    from playwright.sync_api import expect
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    expect.set_options(timeout=90_000)  # a shared 2-core CI box embeds slowly
-    p = browser.new_page(viewport={"width": 1400, "height": 1000})
-    p.set_default_timeout(90_000)
-    try:
-        yield p
-    finally:
-        p.screenshot(path=str(ARTIFACTS / f"{request.node.name}_last.png"), full_page=True)
-        p.close()
-
-
 def _ask(page, app, text: str) -> None:
     """``text`` asked in a new conversation: the page opens the latest saved one, where it would be a follow-up."""
     from playwright.sync_api import expect
@@ -90,6 +64,17 @@ def _ask(page, app, text: str) -> None:
     page.locator("#ask-btn").click()
 
 
+def _open_first_citation(page, app, question: str) -> None:
+    """Open the app, ask ``question`` and click the answer's first citation marker."""
+    from playwright.sync_api import expect
+
+    page.goto(app.url)
+    _ask(page, app, question)
+    cite = page.locator("#chat .lr-cite[class*=lr-m-]").first
+    expect(cite).to_be_visible()
+    cite.click()
+
+
 def _chunk_of(app, image_src: str):
     """(doc id, page, chunk metadata) that a page image's URL names."""
     url = urlparse(image_src)
@@ -102,11 +87,7 @@ def _chunk_of(app, image_src: str):
 def test_click_1_opens_the_cited_pdf_page_with_the_passage_highlighted(app, page):
     from playwright.sync_api import expect
 
-    page.goto(app.url)
-    _ask(page, app, "Who has the right to education, and is it free?")
-    cite = page.locator("#chat .lr-cite[class*=lr-m-]").first
-    expect(cite).to_be_visible()
-    cite.click()
+    _open_first_citation(page, app, "Who has the right to education, and is it free?")
     image = page.locator("#viewer img.lr-page-image")
     expect(image).to_be_visible()
     page.wait_for_function("() => { const i = document.querySelector('#viewer img.lr-page-image');"
@@ -131,11 +112,7 @@ def test_click_1_opens_the_cited_pdf_page_with_the_passage_highlighted(app, page
 def test_a_markdown_source_shows_its_passage_in_context(app, page):
     from playwright.sync_api import expect
 
-    page.goto(app.url)
-    _ask(page, app, "Qui a droit à l'éducation ?")
-    cite = page.locator("#chat .lr-cite[class*=lr-m-]").first
-    expect(cite).to_be_visible()
-    cite.click()
+    _open_first_citation(page, app, "Qui a droit à l'éducation ?")
     context = page.locator("#viewer .lr-context")
     expect(context.locator("mark")).to_be_visible()  # scrolled into its box
     expect(context.locator("mark")).to_contain_text("éducation")
