@@ -27,6 +27,7 @@ DEFAULT_PAYLOAD_INDEXES: dict[str, str] = {
     "metadata.language": "keyword",
     "metadata.page": "integer",
     "metadata.content_hash": "keyword",  # the same bytes are one document (ingest: duplicates)
+    "metadata.acl": "keyword",  # who may read a chunk (app/access.py read_filter), filtered inside the search
 }
 PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool")
 DISTANCES = ("cosine", "dot", "euclid")
@@ -353,6 +354,27 @@ class VectorStore(abc.ABC):
         self.write_version += 1
         self._after_write(name, 0)
 
+    def set_payload(self, name: str, filter: Filter, payload: Mapping[str, Any], key: str | None = None) -> None:
+        """Set ``payload``'s fields on every point matching ``filter`` (inside the object at ``key``, e.g.
+        ``"metadata"``, when given), keeping the other fields and the vectors."""
+        self._spec(name)
+        if filter is None or filter.is_empty():
+            raise StoreError(f"set_payload on {name!r} needs a non-empty filter")
+        self._guard("set payload", name, self._set_payload, name, filter, dict(payload), key)
+        self.write_version += 1
+
+    def ensure_payload_index(self, name: str, key: str, kind: str = "keyword") -> None:
+        """Add a payload index to an existing collection (one created before that index was a default)."""
+        spec = self.open_collection(name)
+        if spec.payload_indexes.get(key) == kind:
+            return
+        if kind not in PAYLOAD_INDEX_TYPES:
+            raise StoreError(f"payload index type {kind!r} is not valid; allowed: {', '.join(PAYLOAD_INDEX_TYPES)}")
+        self._guard("create payload index", name, self._create_index, name, key, kind)
+        new = CollectionSpec.from_dict({**spec.to_dict(), "payload_indexes": {**spec.payload_indexes, key: kind}})
+        self._guard("update collection spec", name, self._write_spec, name, new)
+        self._remember(name, new)
+
     def query(
         self,
         name: str,
@@ -549,6 +571,12 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     def _delete(self, name: str, flt: Filter) -> None: ...
+
+    @abc.abstractmethod
+    def _set_payload(self, name: str, flt: Filter, payload: dict, key: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def _create_index(self, name: str, key: str, kind: str) -> None: ...
 
     @abc.abstractmethod
     def _query(self, name: str, spec: CollectionSpec, plan: QueryPlan) -> list[Hit]: ...

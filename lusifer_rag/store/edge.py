@@ -298,6 +298,14 @@ class EdgeStore(VectorStore):
         with self._dir.shard(name).use() as shard:
             shard.update(qe.UpdateOperation.delete_points_by_filter(translate(flt, _FILTERS)))
 
+    def _set_payload(self, name: str, flt: Filter, payload: dict, key: str | None) -> None:
+        with self._dir.shard(name).use() as shard:
+            shard.update(qe.UpdateOperation.set_payload_by_filter(translate(flt, _FILTERS), payload, key=key))
+
+    def _create_index(self, name: str, key: str, kind: str) -> None:
+        with self._dir.shard(name).use() as shard:
+            shard.update(qe.UpdateOperation.create_field_index(key, _INDEX_TYPE[kind]))
+
     def _request(self, spec: CollectionSpec, plan: QueryPlan) -> qe.QueryRequest:
         flt = translate(plan.filter, _FILTERS)
         params = qe.SearchParams(exact=plan.exact, hnsw_ef=None if plan.exact else max(plan.hnsw_ef or spec.hnsw_ef, plan.k))

@@ -175,6 +175,15 @@ class ServerStore(VectorStore):
         with self._serial:
             self.client.delete(name, points_selector=models.FilterSelector(filter=translate(flt, _FILTERS)), wait=True)
 
+    def _set_payload(self, name: str, flt: Filter, payload: dict, key: str | None) -> None:
+        with self._serial:
+            self.client.set_payload(name, payload=payload, points=models.FilterSelector(filter=translate(flt, _FILTERS)),
+                                    key=key, wait=True)
+
+    def _create_index(self, name: str, key: str, kind: str) -> None:
+        with self._serial:
+            self.client.create_payload_index(name, key, field_schema=_INDEX_TYPE[kind], wait=True)
+
     def _call(self, spec: CollectionSpec, plan: QueryPlan) -> dict[str, Any]:
         """query_points' keyword arguments for one plan (also the fields of a batch's QueryRequest)."""
         flt = translate(plan.filter, _FILTERS)
