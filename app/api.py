@@ -1,7 +1,8 @@
 """The explicit HTTP API (``/api/v1``): every operation of the app, each with its own right checked.
 
-The caller is the signed-in session (``POST /login`` with ``username`` and ``password`` sets its cookie) or the
-anonymous caller (app/access.py). Typed errors become JSON ``{"error": message}`` with 400 (bad input), 401/403
+The caller is an API key (``Authorization: Bearer lrk_…``, multi-user mode), the signed-in session (``POST /login``
+with ``username`` and ``password`` sets its cookie), or the anonymous caller (app/access.py). Every read goes through
+the caller's read filter; every change checks the caller's right on the collection. Typed errors become JSON ``{"error": message}`` with 400 (bad input), 401/403
 (access), 429 (throttled), 503 (busy) — once, in ``create_app``. OpenAPI: ``/api/v1/docs``.
 """
 
@@ -12,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Annotated
 
-from lusifer_rag.errors import RagError
+from lusifer_rag.errors import AccessError, RagError
 
 from . import viewer
 from .access import Principal
@@ -67,7 +68,13 @@ def api_router(ws) -> APIRouter:
     policy = ws.policy
 
     def caller(request: Request) -> Principal:
-        return policy.principal((request.scope.get("session") or {}).get("user"))
+        auth = request.headers.get("authorization") or ""
+        if auth:
+            scheme, _, key = auth.partition(" ")
+            if scheme.lower() != "bearer" or not key.strip():
+                raise AccessError("give the API key as 'Authorization: Bearer <key>'", status=401)
+            return policy.principal_of_key(key.strip())
+        return policy.principal_of(request.scope.get("session"), request.scope)
 
     def reading(request: Request, action: str) -> Principal:
         p = caller(request)
@@ -78,39 +85,41 @@ def api_router(ws) -> APIRouter:
     def me(request: Request) -> dict:
         """Who the caller is and what it may do."""
         p = caller(request)
-        return {"user": p.name, "rights": sorted(p.rights), "login_required": policy.login_required}
+        groups = []
+        if p.user_id is not None:
+            names = {g["id"]: g["name"] for g in ws.identity.groups()}
+            groups = sorted(names.get(g, g) for g in ws.identity.user(p.user_id).groups)
+        return {"user": p.name, "rights": sorted(p.rights), "groups": groups, "administrator": p.ids is None,
+                "login_required": policy.login_required}
 
     @router.post("/search")
     def search(request: Request, body: SearchRequest) -> list[dict]:
         """Ranked passages for a query in any language."""
-        reading(request, "search")
+        p = reading(request, "search")
         return [h.to_json() for h in ws.search(body.query, body.collections, k=body.k, languages=body.languages,
-                                               sources=body.sources, highlight=body.highlight)]
+                                               sources=body.sources, highlight=body.highlight, principal=p)]
 
     @router.post("/ask")
     def ask(request: Request, body: AskRequest) -> dict:
         """A cited answer (the whole answer; the Gradio ``/ask`` endpoint streams)."""
-        reading(request, "ask")
+        p = reading(request, "ask")
         history = [m.model_dump() for m in body.history] if body.history is not None else None
         return ws.ask(body.question, collections=body.collections, answer_language=body.answer_language,
-                      languages=body.languages, k=body.k, history=history).to_json()
+                      languages=body.languages, k=body.k, history=history, principal=p).to_json()
 
     @router.get("/collections")
     def collections(request: Request) -> list[dict]:
         """Every collection: name, documents, chunks, embedder, whether it is the default."""
-        reading(request, "list collections")
-        return ws.collections()
+        return ws.collections(principal=reading(request, "list collections"))
 
     @router.get("/documents")
     def documents(request: Request, collection: str | None = None) -> list[dict]:
         """Every document: id, source, content hash, language, pages, chunks, when ingested."""
-        reading(request, "list documents")
-        return ws.service(collection).documents()
+        return ws.service(collection).documents(principal=reading(request, "list documents"))
 
     @router.get("/stats")
     def stats(request: Request, collection: str | None = None) -> dict:
-        reading(request, "read the collection's statistics")
-        return ws.service(collection).stats()
+        return ws.service(collection).stats(principal=reading(request, "read the collection's statistics"))
 
     @router.post("/documents")
     def add_documents(request: Request, files: Annotated[list[UploadFile], File(description="files to ingest")],
@@ -120,10 +129,10 @@ def api_router(ws) -> APIRouter:
         """Ingest uploaded files; returns the per-file report. A name a document already has replaces it
         (``on_conflict=replace``) or is kept beside it under a numbered name (``keep``)."""
         p = caller(request)
-        p.require("write", "add documents")
+        service = ws.service(collection)
+        ws.authorizer.require(p, service.collection, "write", "add documents")
         if names is not None and len(names) != len(files):
             raise RagError(f"give one name per file: {len(files)} files, {len(names)} names")
-        service = ws.service(collection)
         limit = service.options.max_upload_bytes
         tmp = Path(service.settings.data_dir) / "uploads" / ".incoming" / secrets.token_hex(8)
         tmp.mkdir(parents=True, mode=0o700)

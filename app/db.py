@@ -102,6 +102,12 @@ MIGRATIONS = (
     );
     CREATE INDEX api_keys_user ON api_keys(user_id)
     """,
+    # each collection's access version (bumped by every grant change) and the version its chunks' acl payloads
+    # were last written with: the process holding the store rewrites them when the two differ (app/workspace.py)
+    """
+    ALTER TABLE collections ADD COLUMN acl_version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN acl_synced INTEGER NOT NULL DEFAULT -1
+    """,
 )
 
 

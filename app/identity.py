@@ -200,6 +200,27 @@ class Identity:
             db.execute("INSERT OR IGNORE INTO collections (name, owner, public, created) VALUES (?, ?, ?, ?)",
                        (collection, owner, int(public), time.time()))
 
+    def set_owner(self, collection: str, owner: str | None) -> None:
+        self.claim_collection(collection, owner)
+        with self.db._tx() as db:
+            db.execute("UPDATE collections SET owner = ?, acl_version = acl_version + 1 WHERE name = ?",
+                       (owner, collection))
+
+    def acl_pending(self, collection: str) -> int | None:
+        """The collection's access version when its chunks' acl payloads do not have it yet, else None."""
+        rows = self._q("SELECT acl_version, acl_synced FROM collections WHERE name = ?", (collection,))
+        if not rows or rows[0]["acl_version"] == rows[0]["acl_synced"]:
+            return None
+        return rows[0]["acl_version"]
+
+    def acl_synced(self, collection: str, version: int) -> None:
+        with self.db._tx() as db:
+            db.execute("UPDATE collections SET acl_synced = ? WHERE name = ?", (version, collection))
+
+    @staticmethod
+    def _bump(db, collection: str) -> None:
+        db.execute("UPDATE collections SET acl_version = acl_version + 1 WHERE name = ?", (collection,))
+
     def forget_collection(self, collection: str) -> None:
         with self.db._tx() as db:
             for table in ("collections", "grants", "document_readers"):
@@ -217,6 +238,7 @@ class Identity:
         self.claim_collection(collection, None)
         with self.db._tx() as db:
             db.execute("UPDATE collections SET public = ? WHERE name = ?", (int(public), collection))
+            self._bump(db, collection)
 
     def grant(self, collection: str, principal: str, level: str | None) -> None:
         """Give ``principal`` (u:…, g:…) ``level`` on ``collection``; None removes its grant."""
@@ -229,6 +251,7 @@ class Identity:
             else:
                 db.execute("INSERT INTO grants (collection, principal, level) VALUES (?, ?, ?) ON CONFLICT"
                            "(collection, principal) DO UPDATE SET level = excluded.level", (collection, principal, level))
+            self._bump(db, collection)
 
     def level_on(self, collection: str, principals: list[str]) -> str | None:
         """The highest level any of ``principals`` (the caller's u:/g:/public) has on ``collection``."""
@@ -254,7 +277,10 @@ class Identity:
         return sorted(out)
 
     def set_document_readers(self, collection: str, doc_id: str, principals: list[str] | None) -> None:
+        """Narrow a document's readers to ``principals`` (None: back to the collection's)."""
+        self.claim_collection(collection, None)
         with self.db._tx() as db:
+            self._bump(db, collection)
             if principals is None:
                 db.execute("DELETE FROM document_readers WHERE collection = ? AND doc_id = ?", (collection, doc_id))
             else:
@@ -331,6 +357,19 @@ class Identity:
             db.execute("UPDATE api_keys SET last_used = ? WHERE prefix = ?", (time.time(), parts[1]))
         rights = frozenset(x for s in r["scopes"].split(",") for x in SCOPES.get(s, ()))
         return self.user(r["user_id"]), rights
+
+
+def acl_function(data_dir, collection: str):
+    """For an in-process ingest (the CLI): doc_id -> its chunks' acl from the app database under ``data_dir``, or None
+    when there is no app database (nothing to grant yet; a later grant rewrites the payloads, app/workspace.py)."""
+    from pathlib import Path
+
+    from .db import DB_NAME
+
+    if not (Path(data_dir) / DB_NAME).exists():
+        return None
+    identity = Identity(AppDatabase(data_dir))
+    return lambda doc_id: identity.acl_of(collection, doc_id)
 
 
 def _key_hash(key: str) -> str:

@@ -26,6 +26,7 @@ SESSION_COOKIE = "lusifer_session"
 SESSION_MAX_AGE_S = 14 * 24 * 3600
 #: reachable without a session when a login is configured
 OPEN_PATHS = ("/login", "/logout", "/healthz")
+OPEN_PREFIXES = ("/login/",)  # single sign-on's start and callback (app/oidc.py)
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
@@ -115,12 +116,14 @@ class SignInGate:
         if not self.policy.login_required:
             return await self.app(scope, receive, send)
         path = scope.get("path", "/")
-        user = (scope.get("session") or {}).get("user")
-        if path in OPEN_PATHS or self.policy.principal(user).name is not None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or \
+                self.policy.principal_of(scope.get("session"), scope).name is not None:
             return await self.app(scope, receive, send)
+        if path.startswith("/api/v1/") and headers.get("authorization"):
+            return await self.app(scope, receive, send)  # an API key: the route checks it (401 if not valid)
         from starlette.responses import RedirectResponse
 
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if scope["type"] == "http" and scope.get("method") == "GET" and "text/html" in headers.get("accept", ""):
             return await RedirectResponse("/login", status_code=303)(scope, receive, send)
         return await _refuse(scope, receive, send, 401, "sign in first (POST /login with username and password)")
@@ -179,7 +182,7 @@ def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
 
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request):
-        if not policy.login_required:
+        if not (policy.login_required or policy.multi_user):
             return RedirectResponse("/", status_code=303)
         return HTMLResponse(login_page(), headers={"Cache-Control": "no-store"})
 
@@ -196,14 +199,15 @@ def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
                 return HTMLResponse(login_page(f"Too many failed sign-ins: try again in {int(e.retry_after) + 1} s.",
                                                user), status_code=429, headers={"Retry-After": str(int(e.retry_after) + 1)})
             raise
-        if not policy.check_password(user, password):
+        signed_in = policy.sign_in(user, password)
+        if signed_in is None:
             throttle.failed(client, user)
             if browser:
                 return HTMLResponse(login_page("Wrong user name or password.", user), status_code=401)
             return JSONResponse({"error": "wrong user name or password"}, status_code=401)
         throttle.succeeded(client, user)
         request.session.clear()
-        request.session.update({"user": user, "since": int(time.time())})
+        request.session.update({**signed_in, "since": int(time.time())})
         if browser:
             return RedirectResponse("/", status_code=303)
         return {"success": True}
@@ -216,7 +220,7 @@ def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
     app.include_router(api_router(workspace), prefix="/api/v1")
 
     def gradio_user(request) -> str | None:
-        return policy.gradio_user(request.scope.get("session") or {})
+        return policy.gradio_user(request.scope.get("session") or {}, request.scope)
 
     from .ui import CSS, HEAD
 

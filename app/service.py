@@ -19,7 +19,7 @@ import numpy as np
 from lusifer_rag.errors import ConfigError, RagError, StoreError
 from lusifer_rag.settings import Settings
 
-from .access import AccessPolicy, Principal
+from .access import AccessPolicy, Authorizer, Principal, read_filter
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "sample_corpus" / "documents"
 DEFAULT_MAX_UPLOAD_MB = 50
@@ -157,6 +157,11 @@ class RagService:
             raise ConfigError("LUSIFER_RAG_ANONYMOUS_ACCESS=none without a login would refuse everyone; set "
                               "LUSIFER_RAG_AUTH_USER and LUSIFER_RAG_AUTH_PASSWORD too")
         self.policy = AccessPolicy(self.options.auth, self.options.anonymous_access, self.options.host)
+        #: per-collection rights (the Workspace gives its own, with the user directory's grants)
+        self.authorizer = Authorizer(None)
+        #: doc_id -> the acl its chunks get at ingest; called after writes to bring acl payloads up to date
+        self.acl_for: Callable[[str], list[str]] | None = None
+        self.after_write: Callable[[], None] | None = None
         self._lock = threading.Lock()  # guards lazily built members
         self._ingest_lock = threading.Lock()
         self._retriever = None
@@ -241,20 +246,28 @@ class RagService:
                 self._retriever = Retriever.from_settings(self.store, self.collection, self.embedder, self.settings)
             return self._retriever
 
+    def _sync_acl(self) -> None:
+        if self.after_write is not None:
+            self.after_write()
+
     def search(self, query: str, k: int = 10, languages: Sequence[str] | None = None,
                sources: Sequence[str] | None = None, mode: str | None = None,
-               highlight: bool = True) -> list[SearchHit]:
+               highlight: bool = True, *, principal: Principal) -> list[SearchHit]:
+        """Ranked hits among the chunks ``principal`` may read (app/access.py read_filter)."""
         from lusifer_rag.rag.retrieval import SearchFilters
 
+        access = read_filter(principal)
+        self.authorizer.require(principal, self.collection, "read", "search")
         if not isinstance(query, str) or not query.strip():
             raise RagError("type something to search for (the query is empty)")
         check_query(query, "query")
         k = check_k(k)
         if not self.search_check():
             return []
+        self._sync_acl()
         chunks = self.retriever().search(query.strip(), k=k, mode=mode or None,
                                          filters=SearchFilters(languages=list(languages or []) or None,
-                                                               sources=list(sources or []) or None))
+                                                               sources=list(sources or []) or None, access=access))
         for c in chunks:
             c.collection = self.collection
         spans = self.highlight(query, chunks) if highlight else [None] * len(chunks)
@@ -312,16 +325,22 @@ class RagService:
 
     def ask_stream(self, question: str, answer_language: str | None = None,
                    languages: Sequence[str] | None = None, k: int | None = None,
-                   history: Sequence[dict] | None = None) -> Iterator[object]:
-        """Text deltas (str), then the final ``lusifer_rag.rag.types.Answer``. ``history``: the conversation so far
-        (OpenAI chat format, oldest first), against which a follow-up question is resolved."""
+                   history: Sequence[dict] | None = None, *, principal: Principal) -> Iterator[object]:
+        """Text deltas (str), then the final ``lusifer_rag.rag.types.Answer``, from the chunks ``principal`` may read.
+        ``history``: the conversation so far (OpenAI chat format, oldest first), against which a follow-up question
+        is resolved."""
+        access = read_filter(principal, action="ask")
+        self.authorizer.require(principal, self.collection, "read", "ask")
+
         def retrieve(query: str, k: int) -> list:
             from lusifer_rag.rag.retrieval import SearchFilters
 
             self.check()
             if not self.exists():
                 return []
-            chunks = self.retriever().search(query, k=k, filters=SearchFilters(languages=list(languages or []) or None))
+            self._sync_acl()
+            chunks = self.retriever().search(query, k=k, filters=SearchFilters(
+                languages=list(languages or []) or None, access=access))
             for c in chunks:
                 c.collection = self.collection
             return chunks
@@ -330,8 +349,8 @@ class RagService:
                                  history)
 
     def ask(self, question: str, answer_language: str | None = None, languages: Sequence[str] | None = None,
-            k: int | None = None, history: Sequence[dict] | None = None):
-        return final_answer(self.ask_stream(question, answer_language, languages, k, history))
+            k: int | None = None, history: Sequence[dict] | None = None, *, principal: Principal):
+        return final_answer(self.ask_stream(question, answer_language, languages, k, history, principal=principal))
 
     # ---- documents -------------------------------------------------------------------------------
     def ingestor(self):
@@ -372,7 +391,7 @@ class RagService:
 
         from lusifer_rag.ingest.identity import assign_sources
 
-        principal.require("write", "add documents")
+        self.authorizer.require(principal, self.collection, "write", "add documents")
         if not files:
             raise RagError("no files given: choose files or a folder to upload")
         self.check()
@@ -385,6 +404,7 @@ class RagService:
             where = {str(p): src for src, p in staged.items()}
             ing.on_progress = (lambda done, total, result: on_progress(
                 IngestProgress(done, total, _without_paths(result, where)))) if on_progress else None
+            ing.acl_for = self.acl_for
             try:
                 report = ing.ingest_files([(src, staged[src]) for src in sources])
                 for r in report.results:
@@ -396,11 +416,12 @@ class RagService:
                 ing.on_progress = None
                 uploads.clear_staging(token)
                 self._search_checked = -1.0
+                self._sync_acl()  # grants changed while it ran
 
     def cancel_ingest(self, *, principal: Principal) -> bool:
         """Stop this collection's running ingest (files not finished are reported ``cancelled``; ingesting them
         again resumes); False when none is running."""
-        principal.require("write", "cancel an ingest")
+        self.authorizer.require(principal, self.collection, "write", "cancel an ingest")
         ing = self._ingestor
         if ing is None or not self._ingest_lock.locked():
             return False
@@ -417,28 +438,31 @@ class RagService:
             copies = [(f"sample/{p.name}", shutil.copyfile(p, Path(tmp) / p.name)) for p in files]
             return self.ingest(copies, on_progress, principal=principal)
 
-    def documents(self) -> list[dict]:
-        """One row per document: source, title, language, pages, chunks, ingested_at, doc_id, content_hash (sorted
-        by source)."""
+    def documents(self, *, principal: Principal) -> list[dict]:
+        """One row per document the caller may read: source, title, language, pages, chunks, ingested_at, doc_id,
+        content_hash (sorted by source)."""
+        access = read_filter(principal, action="list documents")
+        self.authorizer.require(principal, self.collection, "read", "list documents")
         if not self.exists():
             return []
         self.check()
+        self._sync_acl()
         rows = [{"source": md.get("source", ""), "title": md.get("title", ""),
                  "language": md.get("doc_language") or md.get("language", ""), "pages": md.get("pages", 0),
                  "chunks": md.get("chunk_count", 0), "ingested_at": md.get("ingested_at", ""), "doc_id": doc_id,
                  "content_hash": md.get("content_hash", "")}
-                for doc_id, md in self.ingestor().documents().items()]
+                for doc_id, md in self.ingestor().documents(access).items()]
         return sorted(rows, key=lambda r: r["source"])
 
     def delete(self, documents: str | Sequence[str], *, principal: Principal) -> dict:
         """Delete documents, each given by its id or its source; all are checked before any is deleted. Returns
         ``{"deleted": [{"doc_id", "source", "chunks"}], "chunks": total}``; their kept originals go too."""
-        principal.require("write", "delete documents")
+        self.authorizer.require(principal, self.collection, "write", "delete documents")
         wanted = [documents] if isinstance(documents, str) else list(documents or [])
         wanted = [w for w in wanted if isinstance(w, str) and w]
         if not wanted:
             raise RagError("choose the documents to delete")
-        docs = self.documents()
+        docs = self.documents(principal=principal)  # another's document is as unknown as a missing one
         by_key = {d["doc_id"]: d for d in docs} | {d["source"]: d for d in docs}
         unknown = [w for w in wanted if w not in by_key]
         if unknown:
@@ -456,13 +480,16 @@ class RagService:
                 self._search_checked = -1.0
         return {"deleted": out, "chunks": sum(d["chunks"] for d in out)}
 
-    def stats(self) -> dict:
+    def stats(self, *, principal: Principal) -> dict:
+        """The collection's statistics; a caller who reads only some documents gets their counts only."""
         from lusifer_rag.ingest.cli import collection_stats
 
+        access = read_filter(principal, action="read the collection's statistics")
+        self.authorizer.require(principal, self.collection, "read", "read the collection's statistics")
         if not self.exists():
             return {"collection": self.collection, "points": 0, "documents": 0, "languages": {},
                     "embedder": self.embedder.spec, "fingerprint": self.embedder.fingerprint, "reindex": None}
-        out = collection_stats(self.store, self.collection)
+        out = collection_stats(self.store, self.collection, access)
         job = self._reindex
         if job is not None and not job["thread"].is_alive():
             out["last_reindex"] = job["error"] or (job["report"].summary() if job["report"] else None)
@@ -475,7 +502,7 @@ class RagService:
         from lusifer_rag.ingest.reindex import Reindexer
         from lusifer_rag.runtime import get_embedder
 
-        principal.require("admin", "re-index the collection")
+        self.authorizer.require(principal, self.collection, "admin", "re-index the collection")
         if not isinstance(spec, str) or not spec.strip():
             raise RagError("give the embedder spec to re-index with (e.g. lusifer:/models/lusifer or e5-small)")
         if not self.exists():
@@ -517,12 +544,13 @@ class RagService:
             raise RagError(job["error"])
         return job["report"]
 
-    def facets(self) -> tuple[list[str], list[str]]:
-        """(languages, sources) present in the collection, for the filters."""
-        if not self.exists():
+    def facets(self, *, principal: Principal) -> tuple[list[str], list[str]]:
+        """(languages, sources) of the documents the caller may read, for the filters."""
+        access = read_filter(principal, action="list documents")
+        if not self.exists() or "read" not in self.authorizer.rights_on(principal, self.collection):
             return [], []
-        langs = self.store.facet(self.collection, "metadata.language")
-        sources = self.store.facet(self.collection, "metadata.source", limit=10_000)
+        langs = self.store.facet(self.collection, "metadata.language", access)
+        sources = self.store.facet(self.collection, "metadata.source", access, limit=10_000)
         return sorted(langs), sorted(sources)
 
     # ---- description -----------------------------------------------------------------------------

@@ -179,9 +179,8 @@ def build_app(workspace: Workspace) -> gr.Blocks:
                    request: gr.Request = None) -> list[dict]:
         """Search in any language, over the given collections (none: all). Returns ranked passages with source,
         page, language, score, collection, text and (highlight=True) the span of the sentence closest to the query."""
-        reading(request, "search")
         return [h.to_json() for h in ws.search(query, collections, k=10 if k in (None, "") else k, languages=languages,
-                                               sources=sources, highlight=bool(highlight))]
+                                               sources=sources, highlight=bool(highlight), principal=caller(request))]
 
     @_user_errors
     def ask_api(question: str, answer_language: str = "auto", languages: list[str] | None = None, k: int = 0,
@@ -191,10 +190,11 @@ def build_app(workspace: Workspace) -> gr.Blocks:
         [{"role": "user"|"assistant", "content": …}] (a follow-up is resolved against it). Streams: every update
         carries the answer so far; the last one also has citations, language, backend, the extractive flag and
         ``resolved_question`` (what a follow-up was taken to ask)."""
-        reading(request, "ask")
+        principal = caller(request)
+        principal.require("read", "ask")
         text = ""
         for part in ws.ask_stream(question, collections=collections, answer_language=answer_language,
-                                  languages=languages, k=k or None, history=history):
+                                  languages=languages, k=k or None, history=history, principal=principal):
             if isinstance(part, str):
                 text += part
                 yield {"answer": text, "done": False}
@@ -204,7 +204,6 @@ def build_app(workspace: Workspace) -> gr.Blocks:
     @_user_errors
     def ingest_api(files: list[str] | None, request: gr.Request = None) -> dict:
         principal = caller(request)
-        principal.require("write", "add documents")
         return ws.service().ingest([(Path(f).name, f) for f in (files or [])], principal=principal).to_json()
 
     # -- Search tab --
@@ -241,7 +240,8 @@ def build_app(workspace: Workspace) -> gr.Blocks:
         who = owner(request)
         extractive = ws.service().llm_backend() == "extractive"
         for conv, shown in ask_in_conversation(ws, who, conv, message, collections=collections,
-                                               answer_language=answer_language, languages=languages):
+                                               answer_language=answer_language, languages=languages,
+                                               principal=caller(request)):
             yield shown, "", conv, gr.skip(), gr.update(visible=extractive)
         yield gr.skip(), gr.skip(), gr.skip(), gr.update(choices=conversation_choices(db, who), value=conv), gr.skip()
 
@@ -281,27 +281,39 @@ def build_app(workspace: Workspace) -> gr.Blocks:
         return body, state
 
     # -- Documents tab --
-    def collection_updates(selected: str | None = None):
-        names = ws.collection_names()
-        chosen = selected if selected in names else ws.default
+    def chosen_collection(selected: str | None, principal: Principal) -> tuple[str | None, list[str]]:
+        """The collection to show (the one selected, else the default, else the first) among those the caller may
+        read, and those."""
+        names = ws.readable_collections(principal)
+        chosen = selected if selected in names else ws.default if ws.default in names else (names or [None])[0]
+        return chosen, names
+
+    def collection_updates(selected: str | None, principal: Principal):
+        chosen, names = chosen_collection(selected, principal)
         return (gr.update(choices=names, value=chosen), gr.update(choices=names), gr.update(choices=names))
 
     @_user_errors
     def refresh_documents(collection, request: gr.Request):
-        reading(request, "list documents")
-        svc = ws.service(collection or ws.default)
-        docs = svc.documents()
-        stats = svc.stats()
-        langs, sources = svc.facets()
+        principal = caller(request)
+        principal.require("read", "list documents")
+        collection, _ = chosen_collection(collection, principal)
+        if collection is None:  # nothing this caller may read yet
+            return ([], gr.update(choices=[], value=[]), "No collection you may read yet: create one below.", [],
+                    gr.update(choices=[]), gr.update(choices=[]), gr.update(choices=[]), gr.update(visible=False),
+                    *collection_updates(None, principal))
+        svc = ws.service(collection)
+        docs = svc.documents(principal=principal)
+        stats = svc.stats(principal=principal)
+        langs, sources = svc.facets(principal=principal)
         langs = language_filter_options(langs)
         return (_doc_rows(docs), gr.update(choices=_doc_choices(docs), value=[]), _stats_md(stats),
                 _stats_rows(stats), gr.update(choices=langs), gr.update(choices=sources), gr.update(choices=langs),
-                gr.update(visible=False), *collection_updates(collection))
+                gr.update(visible=False), *collection_updates(collection, principal))
 
     def ingest_ui(collection, files, folder, on_conflict, request: gr.Request):
         principal = caller(request)
         try:
-            principal.require("write", "add documents")
+            ws.authorizer.require(principal, collection or ws.default, "write", "add documents")
         except LusiferRagError as e:
             raise gr.Error(str(e)) from None
         paths = [p for p in (files or []) + (folder or []) if p]
@@ -369,13 +381,14 @@ def build_app(workspace: Workspace) -> gr.Blocks:
     @_user_errors
     def create_collection(name, request: gr.Request):
         created = ws.create_collection(name, principal=caller(request))
-        return f"Created collection `{_md_code(created)}`.", *collection_updates(created)
+        return f"Created collection `{_md_code(created)}`.", *collection_updates(created, caller(request))
 
     @_user_errors
     def ask_drop_collection(collection, request: gr.Request):
-        caller(request).require("admin", "delete collections")
+        principal = caller(request)
+        ws.authorizer.require(principal, collection, "admin", "delete collections")
         svc = ws.service(collection)
-        n = len(svc.documents())
+        n = len(svc.documents(principal=principal))
         return gr.update(visible=True), (f"Delete collection `{_md_code(collection)}` and its **{n}** document(s)? "
                                           "This cannot be undone.")
 
@@ -383,14 +396,15 @@ def build_app(workspace: Workspace) -> gr.Blocks:
     def drop_collection(collection, request: gr.Request):
         n = ws.drop_collection(collection, principal=caller(request))
         return f"Deleted collection `{_md_code(collection)}` ({n} documents).", gr.update(visible=False), \
-            *collection_updates(ws.default)
+            *collection_updates(ws.default, caller(request))
 
     @_user_errors
     def ask_delete(collection, doc_ids, request: gr.Request):
-        caller(request).require("write", "delete documents")
+        principal = caller(request)
+        ws.authorizer.require(principal, collection, "write", "delete documents")
         if not doc_ids:
             raise gr.Error("Choose the documents to delete first.")
-        names = {d["doc_id"]: d["source"] for d in ws.service(collection).documents()}
+        names = {d["doc_id"]: d["source"] for d in ws.service(collection).documents(principal=principal)}
         listed = ", ".join(f"`{_md_code(names.get(i, i))}`" for i in doc_ids[:10]) + (" …" if len(doc_ids) > 10 else "")
         return gr.update(visible=True), f"Delete **{len(doc_ids)}** document(s): {listed}? This cannot be undone."
 
@@ -407,8 +421,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
 
     @_user_errors
     def reindex_status(collection, request: gr.Request):
-        reading(request, "read the collection's statistics")
-        return _stats_md(ws.service(collection).stats())
+        return _stats_md(ws.service(collection).stats(principal=caller(request)))
 
     @_user_errors
     def load_settings(request: gr.Request):
@@ -427,7 +440,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
 
     @_user_errors
     def test_llm(backend, base_url, model, api_key, request: gr.Request):
-        caller(request).require("admin", "test the language model connection")
+        caller(request).require_site_admin("test the language model connection")
         return ws.test_llm({"llm_backend": backend, "llm_base_url": base_url, "llm_model": model,
                             "llm_api_key": api_key})
 
@@ -436,7 +449,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
     with gr.Blocks(title="lusifer-rag") as demo:
         with gr.Row():
             gr.Markdown("# lusifer-rag\nSearch and ask across your documents in any language.")
-            if policy.login_required:
+            if policy.login_required or policy.multi_user:
                 gr.HTML("<a href='/logout' id='logout' class='lr-logout'>Sign out</a>")
         problem = ws.service().problem()
         gr.Markdown(f"**This collection cannot be used:** {problem}" if problem else "", visible=bool(problem),
@@ -493,7 +506,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
                 cite_open = gr.Button("open", elem_id="cite-open", elem_classes="lr-hidden")
             with gr.Tab("Documents", id="documents"):
                 with gr.Row():
-                    d_coll = gr.Dropdown(label="Collection", choices=ws.collection_names(), value=ws.default, scale=2,
+                    d_coll = gr.Dropdown(label="Collection", choices=[], value=None, scale=2,
                                          elem_id="doc-collection")
                     new_coll = gr.Textbox(label="New collection", placeholder="e.g. hr-policies", scale=2,
                                           elem_id="new-collection")

@@ -68,7 +68,7 @@ def title_of(question: str) -> str:
 
 def ask_in_conversation(workspace, owner: str | None, conv_id: str | None, question: str, *,
                         collections: Sequence[str] | None, answer_language: str | None,
-                        languages: Sequence[str] | None, k: int | None = None) -> Iterator[tuple]:
+                        languages: Sequence[str] | None, k: int | None = None, principal) -> Iterator[tuple]:
     """Ask ``question`` in conversation ``conv_id`` (a new one when None). Yields (conv_id, chat messages) as the
     answer streams; the question and the answer are saved (when the caller owns records)."""
     from .render import llm_answer_html
@@ -86,7 +86,7 @@ def ask_in_conversation(workspace, owner: str | None, conv_id: str | None, quest
     yield conv_id, shown
     text, answer = "", None
     for part in workspace.ask_stream(question, collections=collections, answer_language=answer_language,
-                                     languages=languages, k=k, history=history):
+                                     languages=languages, k=k, history=history, principal=principal):
         if isinstance(part, str):
             text += part
             shown[-1]["content"] = llm_answer_html(text)

@@ -84,9 +84,13 @@ def readable_chunk(service, doc_id: str, chunk_id: str | None, principal: Princi
     a caller who may read it: the one access check of the viewer and the download routes."""
     from lusifer_rag.store import Filter
 
-    principal.require("read", "open documents")
+    from .access import can_read, read_filter
+
+    read_filter(principal, action="open documents")  # fails closed
+    service.authorizer.require(principal, service.collection, "read", "open documents")
     if not isinstance(doc_id, str) or not doc_id or not service.exists():
         raise _missing(doc_id, service)
+    service._sync_acl()
     try:
         if chunk_id:
             points = service.store.retrieve(service.collection, [chunk_id])
@@ -96,6 +100,8 @@ def readable_chunk(service, doc_id: str, chunk_id: str | None, principal: Princi
     except StoreError:  # not a UUID: no such chunk
         points = []
     points = [p for p in points if p.payload.get("metadata", {}).get("doc_id") == doc_id]
+    if points and not can_read(principal, points[0].payload.get("metadata", {})):
+        raise _missing(doc_id, service)  # another user's document is as unknown as a missing one (no probing)
     if not points:
         raise _missing(doc_id, service) if not chunk_id else NotFoundError(
             f"document {doc_id[:80]!r} has no passage {str(chunk_id)[:80]!r} (it was re-ingested or deleted: ask "

@@ -16,8 +16,9 @@ from typing import Iterator, Sequence
 from lusifer_rag.errors import EmbedderError, RagError, StoreError
 from lusifer_rag.settings import Settings
 
-from .access import AccessPolicy, Principal
+from .access import AccessPolicy, Authorizer, Principal, read_filter
 from .db import AppDatabase
+from .identity import Identity
 from .service import AppOptions, RagService, SearchHit, answer_stream, final_answer
 
 SAMPLE_COLLECTION = "sample"
@@ -37,7 +38,13 @@ class Workspace:
         self._embedder = embedder
         self._services: dict[str, RagService] = {}
         self._lock = threading.Lock()
-        self.policy: AccessPolicy = self.service(self.default).policy
+        self._acl_lock = threading.Lock()
+        self.identity = Identity(self.db)
+        self.authorizer = Authorizer(self.identity)
+        sso = bool(getattr(settings, "oidc_issuer", None) or getattr(settings, "trusted_proxies", None))
+        self.policy = AccessPolicy(self.options.auth, self.options.anonymous_access, self.options.host,
+                                   identity=self.identity, sso=sso)
+        self.service(self.default)
 
     # ---- collections -----------------------------------------------------------------------------
     def service(self, name: str | None = None) -> RagService:
@@ -62,6 +69,9 @@ class Workspace:
                     # the collection's own embedder cannot be loaded here: serve it with ours, which its
                     # check refuses with a message naming both (shown as the collection's problem)
                     svc = RagService(settings, self.store, embedder=self._embedder, options=self.options)
+                svc.authorizer = self.authorizer
+                svc.acl_for = lambda doc_id, _name=name: self.identity.acl_of(_name, doc_id)
+                svc.after_write = lambda _name=name: self.sync_acl(_name)
                 self._services[name] = svc
             return svc
 
@@ -77,28 +87,60 @@ class Workspace:
         names = sorted(self.store.list_collections())
         return sorted(set(names) | {self.default}, key=lambda n: (n != self.default, n))
 
-    def collections(self) -> list[dict]:
+    def readable_collections(self, principal: Principal) -> list[str]:
+        """The collections ``principal`` may read (collection_names' order)."""
+        return [n for n in self.collection_names() if "read" in self.authorizer.rights_on(principal, n)]
+
+    def collections(self, *, principal: Principal) -> list[dict]:
+        """The collections the caller may read: name, its documents and chunks (those it may read), embedder,
+        whether it is the default, and the caller's rights on it."""
         out = []
-        for name in self.collection_names():
+        for name in self.readable_collections(principal):
             exists = name in self.store.list_collections()
             meta = (self.store.open_collection(name).meta or {}) if exists else {}
-            docs = len(self.store.facet(name, "metadata.doc_id", limit=10**9)) if exists else 0
-            out.append({"name": name, "documents": docs, "points": self.store.count(name) if exists else 0,
-                        "embedder": meta.get("embedder") or "", "default": name == self.default})
+            flt = read_filter(principal, action="list collections")
+            docs = len(self.store.facet(name, "metadata.doc_id", flt, limit=10**9)) if exists else 0
+            out.append({"name": name, "documents": docs, "points": self.store.count(name, flt) if exists else 0,
+                        "embedder": meta.get("embedder") or "", "default": name == self.default,
+                        "rights": sorted(self.authorizer.rights_on(principal, name))})
         return out
 
     def create_collection(self, name: str, *, principal: Principal) -> str:
-        """An empty collection with the app's embedder (it appears in every list at once)."""
+        """An empty collection with the app's embedder (it appears in every list at once); in multi-user mode the
+        caller owns it."""
         principal.require("write", "create collections")
         name = (name or "").strip()
         if name in self.store.list_collections():
             raise RagError(f"a collection named {name!r} exists already")
+        if principal.user_id is not None:
+            self.identity.set_owner(name, f"u:{principal.user_id}")
         self.service(name).ingestor()  # creates it, recording its embedder
         return name
 
+    def sync_acl(self, name: str) -> None:
+        """Rewrite the ``acl`` payload of collection ``name``'s chunks when its grants changed since they were last
+        written (by this process or by the CLI): one set_payload for the collection, one per narrowed document,
+        no re-embedding. Runs in the process that holds the store, before the collection is read."""
+        from lusifer_rag.store import Filter
+
+        version = self.identity.acl_pending(name)
+        if version is None or name not in self.store.list_collections():
+            return
+        with self._acl_lock:
+            version = self.identity.acl_pending(name)
+            if version is None:
+                return
+            self.store.ensure_payload_index(name, "metadata.acl", "keyword")
+            self.store.set_payload(name, Filter(ranges={"metadata.chunk_no": (0, None)}), {"acl": self.identity.acl_of(name)},
+                                   key="metadata")
+            for doc_id in self.identity.document_readers(name):
+                self.store.set_payload(name, Filter(must={"metadata.doc_id": doc_id}),
+                                       {"acl": self.identity.acl_of(name, doc_id)}, key="metadata")
+            self.identity.acl_synced(name, version)
+
     def drop_collection(self, name: str, *, principal: Principal) -> int:
         """Delete a collection with its documents and their kept originals; returns the documents it held."""
-        principal.require("admin", "delete collections")
+        self.authorizer.require(principal, name, "admin", "delete collections")
         if name not in self.store.list_collections():
             raise RagError(f"no collection {name!r}; existing: {', '.join(sorted(self.store.list_collections())) or 'none'}")
         svc = self.service(name)
@@ -108,10 +150,12 @@ class Workspace:
             shutil.rmtree(svc.uploads().dir, ignore_errors=True)
         with self._lock:
             self._services.pop(name, None)
+        self.identity.forget_collection(name)
         return n
 
     def ingest_sample(self, on_progress=None, *, principal: Principal):
         """The bundled sample corpus, into its own collection (``sample``), so it can be dropped in one step."""
+        self.identity.claim_collection(SAMPLE_COLLECTION, None, public=True)  # public data; an admin may narrow it
         return self.service(SAMPLE_COLLECTION).ingest_sample(on_progress, principal=principal)
 
     # ---- settings the admin changes in the app ---------------------------------------------------
@@ -119,7 +163,7 @@ class Workspace:
         """Store the editable settings (app/settings_panel.py) and apply them to every collection at once."""
         from .settings_panel import applied, validated
 
-        principal.require("admin", "change the settings")
+        principal.require_site_admin("change the settings")
         checked = validated(values, self.settings)
         if clear_key:
             checked["llm_api_key"] = None
@@ -137,31 +181,36 @@ class Workspace:
         return test_connection(self.settings, values)
 
     # ---- search and answers across collections ------------------------------------------------------
-    def _targets(self, collections: Sequence[str] | None) -> list[RagService]:
-        names = [c for c in (collections or []) if c] or self.collection_names()
-        unknown = [c for c in names if c not in self.collection_names()]
+    def _targets(self, collections: Sequence[str] | None, principal: Principal) -> list[RagService]:
+        read_filter(principal)  # fails closed before anything else
+        readable = self.readable_collections(principal)
+        names = [c for c in (collections or []) if c] or readable
+        unknown = [c for c in names if c not in readable]
         if unknown:
-            raise RagError(f"no collection {unknown[0]!r}; existing: {', '.join(self.collection_names())}")
+            raise RagError(f"no collection {unknown[0]!r} that you may read; yours: {', '.join(readable) or 'none'}")
         return [self.service(n) for n in dict.fromkeys(names)]
 
-    def search(self, query: str, collections: Sequence[str] | None = None, k: int = 10, **kw) -> list[SearchHit]:
-        """Ranked hits of ``query`` over ``collections`` (None or empty: all); ``kw`` as RagService.search."""
-        targets = self._targets(collections)
+    def search(self, query: str, collections: Sequence[str] | None = None, k: int = 10, *, principal: Principal,
+               **kw) -> list[SearchHit]:
+        """Ranked hits of ``query`` over ``collections`` (None or empty: all the caller may read), only chunks the
+        caller may read; ``kw`` as RagService.search."""
+        targets = self._targets(collections, principal)
         if len(targets) == 1:
-            return targets[0].search(query, k=k, **kw)
-        per = [(svc, svc.search(query, k=k, **kw)) for svc in targets]
+            return targets[0].search(query, k=k, principal=principal, **kw)
+        per = [(svc, svc.search(query, k=k, principal=principal, **kw)) for svc in targets]
         return merge_hits(per, k)
 
     def ask_stream(self, question: str, collections: Sequence[str] | None = None, answer_language: str | None = None,
                    languages: Sequence[str] | None = None, k: int | None = None,
-                   history: Sequence[dict] | None = None) -> Iterator[object]:
-        """Text deltas, then the Answer, from the passages of ``collections`` (None or empty: all); a follow-up is
-        resolved against ``history`` (OpenAI chat format). The default collection's answerer (one LLM per app)."""
-        targets = self._targets(collections)
+                   history: Sequence[dict] | None = None, *, principal: Principal) -> Iterator[object]:
+        """Text deltas, then the Answer, from the passages of ``collections`` (None or empty: all the caller may
+        read); a follow-up is resolved against ``history`` (OpenAI chat format). The default collection's answerer
+        (one LLM per app)."""
+        targets = self._targets(collections, principal)
 
         def retrieve(query: str, k: int) -> list:
             return [h.chunk for h in self.search(query, [t.collection for t in targets], k=k, languages=languages,
-                                                 highlight=False)]
+                                                 highlight=False, principal=principal)]
 
         main = self.service(self.default)
         yield from answer_stream(main.answerer(), retrieve, question, answer_language, k or self.settings.top_k,

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, table, timed  # noqa: E402
 import conversation_data as D  # noqa: E402
 import xling_data as X  # noqa: E402
+from lusifer_rag.app.access import LOCAL
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data" / "conversations.jsonl"
@@ -109,13 +110,13 @@ def run(ws, convs: list[dict], rows: dict[str, Callable[[str, list[dict]], str]]
     for c in convs:
         t1 = c["turn1"]
         where = None if all_collections else [collection_of(c)]
-        first = ws.ask(t1["question"], collections=where, k=K)
+        first = ws.ask(t1["question"], collections=where, k=K, principal=LOCAL)
         history = [{"role": "user", "content": t1["question"]}, {"role": "assistant", "content": first.text}]
         res = {"id": c["id"], "language": c["language"], "split": c["split"],
                "turn 1": any(is_hit(x, t1) for x in first.contexts[:K])}
         for label, make_query in rows.items():
             query = make_query(c["followup"]["question"], history)
-            hits = ws.search(query, where, k=K, highlight=False)
+            hits = ws.search(query, where, k=K, highlight=False, principal=LOCAL)
             res[label] = any(is_hit(h.chunk, c["followup"]) for h in hits)
             res[label + " query"] = query
             res[label + " top"] = [f"{h.chunk.source} p{h.chunk.page}" for h in hits]

@@ -62,6 +62,9 @@ def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
             ing = Ingestor(store, settings.collection, emb, chunking, workers=args.workers,
                            embed_batch_chunks=settings.ingest_batch_chunks, load_options=load_options(args, settings),
                            sentence_vectors=settings.sentence_vectors, limits=FileLimits.from_settings(settings))
+            from lusifer_rag.app.identity import acl_function
+
+            ing.acl_for = acl_function(settings.data_dir, settings.collection)  # who may read them in the app
             with cancel_on_interrupt(ing.cancel):
                 report = ing.ingest(args.paths, prune=args.prune)
     if args.report:
@@ -176,7 +179,8 @@ def document_list(store, collection: str) -> list[dict]:
     return sorted(docs.values(), key=lambda d: d["source"])
 
 
-def collection_stats(store, collection: str) -> dict:
+def collection_stats(store, collection: str, access=None) -> dict:
+    """``access``: a store filter of what the caller may read (app/access.py read_filter); counts are of those."""
     from lusifer_rag.errors import StoreError
 
     from .reindex import reindex_status
@@ -184,10 +188,10 @@ def collection_stats(store, collection: str) -> dict:
     if collection not in store.list_collections():
         raise StoreError(f"no collection {collection!r}; existing: {sorted(store.list_collections()) or 'none'}")
     meta = store.open_collection(collection).meta or {}
-    docs = store.facet(collection, "metadata.doc_id", limit=10**9)
-    langs = store.facet(collection, "metadata.language")
+    docs = store.facet(collection, "metadata.doc_id", access, limit=10**9)
+    langs = store.facet(collection, "metadata.language", access)
     previous = (meta.get("reindex") or {}).get("source")
-    return {"collection": collection, "points": store.count(collection), "documents": len(docs),
+    return {"collection": collection, "points": store.count(collection, access), "documents": len(docs),
             "languages": dict(sorted(langs.items(), key=lambda kv: -kv[1])), "embedder": meta.get("embedder"),
             "fingerprint": meta.get("embedder_fingerprint"), "chunking": meta.get("chunking"),
             "physical": store.resolve(collection),

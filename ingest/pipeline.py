@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Iterator
 
 from lusifer_rag.errors import ConfigError, IngestError
 from lusifer_rag.store import CollectionSpec, Filter, Point, VectorStore
+from lusifer_rag.store.filters import both
 
 from .bounded_pool import BoundedPool, FileLimits
 from .chunking import Chunker, ChunkingParams
@@ -198,6 +199,8 @@ class Ingestor:
             limits = FileLimits.from_settings(Settings.from_env())
         self.limits = limits
         self._cancel = threading.Event()
+        #: doc_id -> who may read its chunks (their ``acl`` payload, app/access.py); None: no acl is written
+        self.acl_for: Callable[[str], list[str]] | None = None
         self.on_page: Callable[[str, int, int], None] | None = None  # a paged document's progress (source, done, total)
         #: the running ingest's chunk counts, read by progress displays: chunked so far, and embedded of those
         self.live = {"chunked": 0, "embedded": 0}
@@ -272,12 +275,12 @@ class Ingestor:
         report.results += pruned
         return report
 
-    def documents(self) -> dict[str, dict]:
-        """doc_id → metadata of its first chunk, for every document in the collection."""
+    def documents(self, access: Filter | None = None) -> dict[str, dict]:
+        """doc_id → metadata of its first chunk, for every document in the collection (that ``access`` admits)."""
         docs: dict[str, dict] = {}
         offset = None
         while True:
-            points, offset = self.store.scroll(self.collection, filter=Filter(must={"metadata.chunk_no": 0}),
+            points, offset = self.store.scroll(self.collection, filter=both(Filter(must={"metadata.chunk_no": 0}), access),
                                                limit=512, offset=offset)
             for p in points:
                 md = p.payload.get("metadata", {})
@@ -458,6 +461,10 @@ class Ingestor:
         if result.status == "failed":
             finish(result)
             return
+        if self.acl_for is not None:
+            acl = self.acl_for(doc_id)
+            for _, p in items:
+                p["metadata"]["acl"] = acl
         self._buffer.extend(items)
         self.live["chunked"] += len(items)
         self._docs.append((doc_id, state, result, finish))

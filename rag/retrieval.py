@@ -41,8 +41,13 @@ class SearchFilters:
     sources: Sequence[str] | None = None
     doc_ids: Sequence[str] | None = None
     page_range: tuple[int | None, int | None] | None = None
+    #: what the caller may read (app/access.py read_filter), ANDed with the rest: it can only narrow a search
+    access: Filter | None = None
 
     def to_store(self) -> Filter | None:
+        return both(self.access, self._own())
+
+    def _own(self) -> Filter | None:
         must = {}
         for key, values in (("metadata.language", self.languages), ("metadata.source", self.sources),
                             ("metadata.doc_id", self.doc_ids)):

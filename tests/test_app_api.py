@@ -42,7 +42,7 @@ def test_search_crosslingual_returns_cited_passages(client, app):
     assert len(hits) == 5
     assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
     assert all(hits[i]["score"] >= hits[i + 1]["score"] for i in range(4))
-    sources = {d["source"]: d for d in app.service.documents()}
+    sources = {d["source"]: d for d in app.service.documents(principal=LOCAL)}
     for h in hits:
         assert h["source"] in sources and h["language"] == sources[h["source"]]["language"]
         a, b = h["highlight"]
@@ -57,7 +57,7 @@ def test_search_crosslingual_returns_cited_passages(client, app):
 def test_search_filters_by_language_and_source(client, app):
     hits = client.predict("freedom of opinion and expression", ["fr", "sw"], [], 10, api_name="/search")
     assert hits and {h["language"] for h in hits} <= {"fr", "sw"}
-    pdf = next(d["source"] for d in app.service.documents() if d["source"].endswith(".pdf"))
+    pdf = next(d["source"] for d in app.service.documents(principal=LOCAL) if d["source"].endswith(".pdf"))
     hits = client.predict("education", [], [pdf], 10, api_name="/search")
     assert hits and {h["source"] for h in hits} == {pdf}
     assert all(h["page"] in (1, 2) for h in hits)  # the sample PDF has two pages
@@ -78,7 +78,7 @@ def test_ask_streams_and_cites_in_the_question_language(client, app):
     assert final["language"] == "fr"
     assert final["extractive"] is True and final["backend"] == "extractive"  # no LLM configured
     assert final["citations"]
-    known = {d["source"] for d in app.service.documents()}
+    known = {d["source"] for d in app.service.documents(principal=LOCAL)}
     numbers = {c["n"] for c in final["contexts"]}
     for c in final["citations"]:
         assert c["source"] in known and c["n"] in numbers and c["text"]

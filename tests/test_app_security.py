@@ -11,6 +11,7 @@ import pytest
 
 from app_fixtures import app_settings, running_app
 from gradio_raw import call_fn, error_of
+from lusifer_rag.app.access import LOCAL
 
 #: every handler behind a Gradio event, by what it may change; a new event must be added to one of them
 STATE_CHANGING = {"ingest_api", "ingest_ui", "cancel_ingest", "delete_docs", "start_reindex", "create_collection",
@@ -66,7 +67,7 @@ def test_other_origins_cannot_read_or_write_whatever_the_host_header(lan_app, me
     pre = httpx.options(lan_app.url + path, headers={"Host": host, "Origin": "https://evil.example",
                                                      "Access-Control-Request-Method": method})
     assert pre.status_code == 403 and "access-control-allow-origin" not in pre.headers
-    assert len(lan_app.service.documents()) == 10  # nothing was deleted
+    assert len(lan_app.service.documents(principal=LOCAL)) == 10  # nothing was deleted
 
 
 def test_own_origin_and_allow_listed_origins_are_served(lan_app):
@@ -82,7 +83,7 @@ def test_own_origin_and_allow_listed_origins_are_served(lan_app):
 
 def _gradio_data(app, client: httpx.Client, name: str, upload: Path) -> list:
     """Arguments a caller would send to each state-changing event: real documents, a real uploaded file."""
-    doc_ids = [d["doc_id"] for d in app.service.documents()]
+    doc_ids = [d["doc_id"] for d in app.service.documents(principal=LOCAL)]
     r = client.post("gradio_api/upload", files={"files": (upload.name, upload.read_bytes())})
     r.raise_for_status()
     file_data = {"path": r.json()[0], "orig_name": upload.name, "meta": {"_type": "gradio.FileData"}}
@@ -98,7 +99,7 @@ def test_every_state_changing_call_without_the_right_is_refused(lan_app, tmp_pat
     known = STATE_CHANGING | OWN_RECORDS | READ_ONLY
     assert set(fns.values()) <= known, set(fns.values()) - known
     assert STATE_CHANGING <= set(fns.values())
-    before = sorted(d["doc_id"] for d in lan_app.service.documents())
+    before = sorted(d["doc_id"] for d in lan_app.service.documents(principal=LOCAL))
     upload = tmp_path / "intruder.txt"
     upload.write_text("Planted text that must never be searchable.", encoding="utf-8")
     refresh = next(i for i, name in fns.items() if name == "refresh_documents")
@@ -123,12 +124,12 @@ def test_every_state_changing_call_without_the_right_is_refused(lan_app, tmp_pat
         # reading is allowed
         assert client.get("api/v1/me").json() == {"user": None, "rights": ["read"], "login_required": False}
         assert client.post("api/v1/search", json={"query": "education", "k": 1}).status_code == 200
-    assert sorted(d["doc_id"] for d in lan_app.service.documents()) == before
+    assert sorted(d["doc_id"] for d in lan_app.service.documents(principal=LOCAL)) == before
     assert lan_app.service._reindex is None
     assert lan_app.workspace.collection_names() == [lan_app.workspace.default]
     assert lan_app.workspace.settings.llm_base_url is None and not lan_app.workspace.db.get_settings()
-    assert not lan_app.service.search("Planted text that must never be searchable", k=3, highlight=False) or all(
-        "Planted" not in h.chunk.text for h in lan_app.service.search("Planted text", k=3, highlight=False))
+    assert not lan_app.service.search("Planted text that must never be searchable", k=3, highlight=False, principal=LOCAL) or all(
+        "Planted" not in h.chunk.text for h in lan_app.service.search("Planted text", k=3, highlight=False, principal=LOCAL))
 
 
 def test_api_bounds_say_what_was_given_and_what_is_allowed(lan_app):

@@ -31,7 +31,7 @@ def service(tmp_path_factory, e5):
     settings = app_settings(tmp)
     with open_store_from(settings) as store:
         svc = RagService(settings, store, embedder=e5, options=AppOptions(ingest_workers=1, max_upload_mb=1))
-        assert svc.search("anything") == [] and svc.documents() == []  # empty: no collection yet
+        assert svc.search("anything", principal=LOCAL) == [] and svc.documents(principal=LOCAL) == []  # empty: no collection yet
         yield svc
 
 
@@ -43,8 +43,8 @@ def test_sample_corpus_ingests_every_file_with_progress(service):
     files = sorted(p.name for p in SAMPLE_CORPUS.iterdir())
     assert sorted(r.source.split("/")[-1] for r in report.by_status("ingested")) == files
     assert [u.done for u in seen] == list(range(1, len(files) + 1)) and {u.total for u in seen} == {len(files)}
-    docs = service.documents()
-    stats = service.stats()
+    docs = service.documents(principal=LOCAL)
+    stats = service.stats(principal=LOCAL)
     assert len(docs) == stats["documents"] == len(files)
     assert sum(d["chunks"] for d in docs) == stats["points"]
     # per-language statistics agree with the documents' chunk languages and cover five+ scripts' languages
@@ -55,13 +55,13 @@ def test_sample_corpus_ingests_every_file_with_progress(service):
     # idempotent: a second run skips everything
     again = service.ingest_sample(principal=LOCAL)
     assert len(again.by_status("skipped")) == len(files) and not again.by_status("ingested")
-    langs, sources = service.facets()
+    langs, sources = service.facets(principal=LOCAL)
     assert set(langs) == set(stats["languages"]) and set(sources) == {d["source"] for d in docs}
 
 
 def test_search_highlights_the_closest_sentence(service, udhr):
     query = udhr("sw")[18]  # article 19 (opinion and expression), in Swahili
-    hits = service.search(query, k=4, languages=["en", "fr"])
+    hits = service.search(query, k=4, languages=["en", "fr"], principal=LOCAL)
     assert hits and {h.chunk.language for h in hits} <= {"en", "fr"}
     en19 = udhr("en")[18].split(";")[0]
     top_en = next(h for h in hits if h.chunk.language == "en")
@@ -83,21 +83,21 @@ def test_delete_document(service, tmp_path):
     p = tmp_path / "note.md"
     p.write_text("# Hinweis\n\nJeder hat das Recht auf Bildung.", encoding="utf-8")
     service.ingest([("note.md", p)], principal=LOCAL)
-    before = service.stats()["points"]
+    before = service.stats(principal=LOCAL)["points"]
     out = service.delete("note.md", principal=LOCAL)
     n = out["chunks"]
-    assert n >= 1 and service.stats()["points"] == before - n and [d["source"] for d in out["deleted"]] == ["note.md"]
-    assert "note.md" not in {d["source"] for d in service.documents()}
+    assert n >= 1 and service.stats(principal=LOCAL)["points"] == before - n and [d["source"] for d in out["deleted"]] == ["note.md"]
+    assert "note.md" not in {d["source"] for d in service.documents(principal=LOCAL)}
     with pytest.raises(RagError, match="no document 'note.md'"):
         service.delete("note.md", principal=LOCAL)
 
 
 def test_ask_without_llm_is_extractive_and_cited(service):
-    answer = service.ask("Kila mtu ana haki ya kupata elimu?", k=4)
+    answer = service.ask("Kila mtu ana haki ya kupata elimu?", k=4, principal=LOCAL)
     assert answer.extractive and answer.language == "sw"
     assert answer.citations and all(c.chunk.source.startswith("sample/") for c in answer.citations)
     with pytest.raises(RagError, match="empty"):
-        service.ask("  ")
+        service.ask("  ", principal=LOCAL)
 
 
 def test_a_collection_of_another_embedder_is_refused(tmp_path, e5):
@@ -112,9 +112,9 @@ def test_a_collection_of_another_embedder_is_refused(tmp_path, e5):
         svc = RagService(settings, store, embedder=e5)
         assert "lusifer:/models/LUSIFER" in svc.problem() and "e5-small" in svc.problem()
         with pytest.raises(StoreError, match="not comparable"):
-            svc.search("education")
+            svc.search("education", principal=LOCAL)
         with pytest.raises(StoreError, match="not comparable"):
-            svc.documents()
+            svc.documents(principal=LOCAL)
 
 
 def test_render_hits_escapes_and_marks():

@@ -84,18 +84,18 @@ def test_a_followup_finds_what_the_conversation_is_about(ws):
     from lusifer_rag.app.ui_chat import ask_in_conversation
 
     first = list(ask_in_conversation(ws, "local", None, "Who has the right to education?", collections=None,
-                                     answer_language=None, languages=["en"]))
+                                     answer_language=None, languages=["en"], principal=LOCAL))
     conv = first[-1][0]
     assert conv and [c["title"] for c in ws.db.conversations("local")][0] == "Who has the right to education?"
     parts = list(ws.ask_stream("And is it free?", languages=["en"], history=[
         {"role": "user", "content": "Who has the right to education?"},
-        {"role": "assistant", "content": ws.db.messages("local", conv)[-1]["content"]}]))
+        {"role": "assistant", "content": ws.db.messages("local", conv)[-1]["content"]}], principal=LOCAL))
     answer = parts[-1]
     assert answer.resolved_question.startswith("And is it free?") and "education" in answer.resolved_question
     assert any(_article_26(c.text) for c in answer.contexts[:5])
     # saved in the conversation, the second answer says what it answered
     list(ask_in_conversation(ws, "local", conv, "And is it free?", collections=None, answer_language=None,
-                             languages=["en"]))
+                             languages=["en"], principal=LOCAL))
     saved = ws.db.messages("local", conv)
     assert [m["role"] for m in saved] == ["user", "assistant"] * 2
     assert saved[-1]["meta"]["resolved_question"] == answer.resolved_question
@@ -106,21 +106,21 @@ def test_a_followup_finds_what_the_conversation_is_about(ws):
 def test_collections_are_searched_alone_or_together_and_dropped(ws, tmp_path):
     admin = LOCAL
     ws.create_collection("manuals", principal=admin)
-    assert [c["name"] for c in ws.collections()] == ["docs", "manuals", "sample"]
+    assert [c["name"] for c in ws.collections(principal=LOCAL)] == ["docs", "manuals", "sample"]
     with pytest.raises(RagError, match="exists already"):
         ws.create_collection("manuals", principal=admin)
     note = tmp_path / "fridge.txt"
     note.write_text("To defrost the freezer, switch it off and leave the door open for four hours.", encoding="utf-8")
     ws.service("manuals").ingest([("fridge.txt", note)], principal=admin)
-    alone = ws.search("how do I defrost the freezer", ["manuals"], k=3, highlight=False)
+    alone = ws.search("how do I defrost the freezer", ["manuals"], k=3, highlight=False, principal=LOCAL)
     assert {h.chunk.collection for h in alone} == {"manuals"}
-    both = ws.search("how do I defrost the freezer", ["manuals", "sample"], k=5, highlight=False)
+    both = ws.search("how do I defrost the freezer", ["manuals", "sample"], k=5, highlight=False, principal=LOCAL)
     assert both[0].chunk.source == "fridge.txt" and {h.chunk.collection for h in both} <= {"manuals", "sample"}
-    rights = ws.search("Who has the right to education?", ["manuals", "sample"], k=5, highlight=False)
+    rights = ws.search("Who has the right to education?", ["manuals", "sample"], k=5, highlight=False, principal=LOCAL)
     assert rights and rights[0].chunk.collection == "sample"  # scores compare across collections
     assert [h.rank for h in both] == list(range(1, len(both) + 1))
     with pytest.raises(RagError, match="no collection 'nope'"):
-        ws.search("x", ["nope"])
+        ws.search("x", ["nope"], principal=LOCAL)
     reader = Principal("reader", frozenset({"read", "write"}))
     with pytest.raises(AccessError, match="may not delete collections"):
         ws.drop_collection("manuals", principal=reader)
@@ -142,7 +142,7 @@ def test_settings_take_effect_without_a_restart_and_the_key_stays_on_the_server(
                             "llm_api_key": "sk-secret-123", "top_k": 4, "answer_language": "auto"}, principal=LOCAL)
         assert ws.service("sample").llm_backend() == "openai"
         answer = ws.ask("And is it free?", history=[{"role": "user", "content": "Who has the right to education?"}],
-                        languages=["en"])
+                        languages=["en"], principal=LOCAL)
         assert answer.backend == "openai" and answer.resolved_question == "Is education free under the UDHR?"
         rewrite, answered = stub.chat_requests[0].body, stub.chat_requests[1].body
         assert "Who has the right to education?" in rewrite["messages"][-1]["content"]

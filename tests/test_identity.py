@@ -57,7 +57,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def _top_source(service, query: str) -> str:
-    return service.search(query, k=1, highlight=False)[0].chunk.source
+    return service.search(query, k=1, highlight=False, principal=LOCAL)[0].chunk.source
 
 
 def test_same_named_files_of_one_upload_are_both_found(service, tmp_path):
@@ -65,7 +65,7 @@ def test_same_named_files_of_one_upload_are_both_found(service, tmp_path):
     b = _write(tmp_path / "b" / "report.txt", BETA)
     report = service.ingest([("report.txt", a), ("report.txt", b)], principal=LOCAL)
     assert sorted(r.source for r in report.by_status("ingested")) == ["report (2).txt", "report.txt"]
-    docs = {d["source"]: d for d in service.documents()}
+    docs = {d["source"]: d for d in service.documents(principal=LOCAL)}
     assert set(docs) == {"report.txt", "report (2).txt"} and len({d["doc_id"] for d in docs.values()}) == 2
     assert _top_source(service, "meteor showers counted by volunteers") == "report.txt"
     assert _top_source(service, "when are rye loaves sold") == "report (2).txt"
@@ -81,14 +81,14 @@ def test_a_new_version_replaces_by_default_and_is_kept_beside_when_asked(service
     service.ingest([("notes.txt", _write(tmp_path / "1" / "notes.txt", ALPHA))], principal=LOCAL)
     report = service.ingest([("notes.txt", _write(tmp_path / "2" / "notes.txt", BETA))], principal=LOCAL)
     assert [r.source for r in report.by_status("replaced")] == ["notes.txt"]
-    (doc,) = service.documents()
+    (doc,) = service.documents(principal=LOCAL)
     assert service.uploads().original(doc["doc_id"]).read_text(encoding="utf-8") == BETA
     assert _top_source(service, "sourdough bakery") == "notes.txt"
 
     report = service.ingest([("notes.txt", _write(tmp_path / "3" / "notes.txt", GAMMA))], on_conflict="keep",
                             principal=LOCAL)
     assert [r.source for r in report.by_status("ingested")] == ["notes (2).txt"]
-    assert {d["source"] for d in service.documents()} == {"notes.txt", "notes (2).txt"}
+    assert {d["source"] for d in service.documents(principal=LOCAL)} == {"notes.txt", "notes (2).txt"}
     assert _top_source(service, "Brettspiele ausleihen") == "notes (2).txt"
     assert _top_source(service, "sourdough bakery") == "notes.txt"
 
@@ -103,8 +103,8 @@ def test_the_same_bytes_from_the_ui_and_the_cli_are_one_document(service, tmp_pa
     report = ing.ingest([original, tmp_path / "cli"])
     (dup,) = report.by_status("duplicate")
     assert dup.source == str(original.resolve()) and "eau_fr.txt" in dup.message and not report.by_status("ingested")
-    assert [d["source"] for d in service.documents()] == ["eau_fr.txt"]
-    hits = service.search("Brettspiele", k=5, highlight=False)
+    assert [d["source"] for d in service.documents(principal=LOCAL)] == ["eau_fr.txt"]
+    hits = service.search("Brettspiele", k=5, highlight=False, principal=LOCAL)
     assert len({h.chunk.text for h in hits}) == len(hits)  # no passage twice
     # two copies in one batch: one document
     copy = _write(tmp_path / "cli2" / "copy.txt", ALPHA)
@@ -123,20 +123,20 @@ def test_the_same_bytes_from_the_ui_and_the_cli_are_one_document(service, tmp_pa
 def test_delete_several_removes_originals_and_keeps_counts_true(service, tmp_path):
     files = [(f"d{i}.txt", _write(tmp_path / f"d{i}.txt", text)) for i, text in enumerate((ALPHA, BETA, GAMMA))]
     service.ingest(files, principal=LOCAL)
-    docs = service.documents()
+    docs = service.documents(principal=LOCAL)
     gone = [d for d in docs if d["source"] in ("d0.txt", "d2.txt")]
     originals = [service.uploads().original(d["doc_id"]) for d in gone]
     out = service.delete([gone[0]["doc_id"], gone[1]["source"]], principal=LOCAL)
     assert sorted(d["source"] for d in out["deleted"]) == ["d0.txt", "d2.txt"]
     assert not any(p.exists() for p in originals)
-    left = service.documents()
-    stats = service.stats()
+    left = service.documents(principal=LOCAL)
+    stats = service.stats(principal=LOCAL)
     assert [d["source"] for d in left] == ["d1.txt"] and stats["documents"] == 1
     assert stats["points"] == left[0]["chunks"] and all(n > 0 for n in stats["languages"].values())
     assert set(stats["languages"]) == {left[0]["language"]}
     with pytest.raises(RagError, match="no document 'nope'"):  # nothing deleted when one is unknown
         service.delete(["d1.txt", "nope"], principal=LOCAL)
-    assert len(service.documents()) == 1
+    assert len(service.documents(principal=LOCAL)) == 1
 
 
 def test_error_messages_name_the_file_not_the_server_path(service, tmp_path):

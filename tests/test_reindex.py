@@ -123,21 +123,21 @@ def test_the_app_follows_a_switch_and_shows_the_reindex(tmp_path, e5, tiny_hf_em
     with open_store_from(settings) as st:
         ingest(st, e5, write_docs(tmp_path / "docs", ["en", "ja"]))
         svc = RagService(settings, st, embedder=e5, options=AppOptions(ingest_workers=0))
-        first = svc.search("right to work", k=3, highlight=False)
-        assert svc.stats()["reindex"] is None and svc.info()["reindex"] is None
+        first = svc.search("right to work", k=3, highlight=False, principal=LOCAL)
+        assert svc.stats(principal=LOCAL)["reindex"] is None and svc.info()["reindex"] is None
         msg = svc.start_reindex(tiny_hf_embedder.spec, principal=LOCAL)
         assert "background" in msg
         with pytest.raises(Exception, match="already running"):
             svc.start_reindex(tiny_hf_embedder.spec, principal=LOCAL)
         report = svc.wait_reindex(120)
         assert report.switched
-        hits = svc.search("right to work", k=3, highlight=True)  # the next search loads the new embedder
+        hits = svc.search("right to work", k=3, highlight=True, principal=LOCAL)  # the next search loads the new embedder
         assert svc.embedder.fingerprint == tiny_hf_embedder.fingerprint and hits and first
         # the sentence vectors stored for highlights were re-embedded too: they are the new embedder's
         entries = [p.payload.get("sentence_vectors") for p in st.iter_points(st.resolve("docs"))]
         assert entries and all(entries) and {e.get("embedder") for e in entries if "int8" in e} == {tiny_hf_embedder.fingerprint}
         assert all(h.highlight for h in hits)
-        stats = svc.stats()
+        stats = svc.stats(principal=LOCAL)
         assert stats["fingerprint"] == tiny_hf_embedder.fingerprint and stats["physical"].startswith("docs--")
         assert stats["previous"] == "docs" and "served by" in stats["last_reindex"]
 

@@ -150,7 +150,7 @@ def app(tmp_path_factory, e5):
 
 
 def _doc(service, source: str) -> dict:
-    return next(d for d in service.documents() if d["source"] == source)
+    return next(d for d in service.documents(principal=LOCAL) if d["source"] == source)
 
 
 def _chunks(service, doc_id: str) -> list:
