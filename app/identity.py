@@ -56,8 +56,14 @@ class User:
 class Identity:
     """The directory: users, groups, grants, keys. Thread-safe through AppDatabase (a connection per thread)."""
 
-    def __init__(self, db: AppDatabase):
+    def __init__(self, db: AppDatabase, audit=None):
+        """``audit``: an app/audit.py AuditLog that records who changed users, groups, grants and keys."""
         self.db = db
+        self.audit = audit
+
+    def _record(self, event: str, actor, **fields) -> None:
+        if self.audit is not None:
+            self.audit.record(event, actor, **fields)
 
     def _q(self, sql: str, args: tuple = ()) -> list:
         return self.db._conn().execute(sql, args).fetchall()
@@ -392,3 +398,38 @@ def _ensure_dummy() -> None:
     global _DUMMY_HASH
     if _DUMMY_HASH is None:
         _DUMMY_HASH = _dummy_hash()
+
+
+# ---- audit: every change to users, groups, grants and keys is recorded (app/audit.py) ---------------------------
+def _audited(fn, event: str, fields):
+    """``fn`` with a keyword ``by`` (who did it: a Principal or a name; default 'local', the command line) that
+    records ``event`` with ``fields(*args, **kwargs)`` after it succeeded."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, by=None, **kwargs):
+        out = fn(self, *args, **kwargs)
+        self._record(event, by or "local", **fields(*args, **kwargs))
+        return out
+
+    return wrapper
+
+
+_AUDITED = (
+    ("add_user", "user.add", lambda name, password=None, admin=False, origin="local":
+        {"user": name, "admin": admin, "origin": origin}),
+    ("set_password", "user.password", lambda name, password: {"user": name}),
+    ("add_member", "group.add_member", lambda group, user: {"group": group, "user": user}),
+    ("remove_member", "group.remove_member", lambda group, user: {"group": group, "user": user}),
+    ("set_owner", "grant.owner", lambda collection, owner: {"collection": collection, "owner": owner}),
+    ("set_public", "grant.public", lambda collection, public: {"collection": collection, "public": public}),
+    ("grant", "grant.set", lambda collection, principal, level: {"collection": collection, "principal": principal,
+                                                                "level": level}),
+    ("set_document_readers", "grant.document", lambda collection, doc_id, principals: {
+        "collection": collection, "document": doc_id, "readers": principals}),
+    ("create_key", "key.create", lambda user, name, scopes, expires_in_s=None: {
+        "user": user, "name": name, "scopes": sorted(scopes), "expires_in_s": expires_in_s}),
+    ("revoke_key", "key.revoke", lambda prefix, user=None: {"prefix": prefix}),
+)
+for _name, _event, _fields in _AUDITED:
+    setattr(Identity, _name, _audited(getattr(Identity, _name), _event, _fields))

@@ -200,6 +200,8 @@ def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
                                                user), status_code=429, headers={"Retry-After": str(int(e.retry_after) + 1)})
             raise
         signed_in = policy.sign_in(user, password)
+        workspace.audit.record("login" if signed_in else "login.failed", user[:64] if signed_in else None,
+                               user=None if signed_in else user[:64], client=client, method="password")
         if signed_in is None:
             throttle.failed(client, user)
             if browser:

@@ -162,6 +162,7 @@ class RagService:
         #: doc_id -> the acl its chunks get at ingest; called after writes to bring acl payloads up to date
         self.acl_for: Callable[[str], list[str]] | None = None
         self.after_write: Callable[[], None] | None = None
+        self.audit = None  # app/audit.py AuditLog (the Workspace gives its own)
         self._lock = threading.Lock()  # guards lazily built members
         self._ingest_lock = threading.Lock()
         self._retriever = None
@@ -407,6 +408,9 @@ class RagService:
             ing.acl_for = self.acl_for
             try:
                 report = ing.ingest_files([(src, staged[src]) for src in sources])
+                if self.audit is not None:
+                    self.audit.record("ingest", principal, collection=self.collection, files=[
+                        {"source": r.source, "status": r.status, "doc_id": r.doc_id or None} for r in report.results])
                 for r in report.results:
                     _without_paths(r, where)
                     if r.status in ("ingested", "replaced", "skipped") and r.doc_id and staged[r.source].exists():
@@ -478,6 +482,8 @@ class RagService:
                     out.append({"doc_id": d["doc_id"], "source": d["source"], "chunks": n})
             finally:
                 self._search_checked = -1.0
+        if self.audit is not None:
+            self.audit.record("delete", principal, collection=self.collection, documents=[d["doc_id"] for d in out])
         return {"deleted": out, "chunks": sum(d["chunks"] for d in out)}
 
     def stats(self, *, principal: Principal) -> dict:
@@ -526,6 +532,8 @@ class RagService:
             job["thread"] = threading.Thread(target=run, name="reindex", daemon=True)
             self._reindex = job
             job["thread"].start()
+        if self.audit is not None:
+            self.audit.record("reindex", principal, collection=self.collection, embedder=spec.strip(), drop_old=drop_old)
         return f"re-indexing {self.collection!r} with {spec.strip()} in the background; searches use {self.embedder.spec} until it is done"
 
     def reindex_state(self) -> dict | None:

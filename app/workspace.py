@@ -39,7 +39,10 @@ class Workspace:
         self._services: dict[str, RagService] = {}
         self._lock = threading.Lock()
         self._acl_lock = threading.Lock()
-        self.identity = Identity(self.db)
+        from .audit import AuditLog
+
+        self.audit = AuditLog(settings.data_dir)
+        self.identity = Identity(self.db, audit=self.audit)
         self.authorizer = Authorizer(self.identity)
         sso = bool(getattr(settings, "oidc_issuer", None) or getattr(settings, "trusted_proxies", None))
         self.policy = AccessPolicy(self.options.auth, self.options.anonymous_access, self.options.host,
@@ -70,6 +73,7 @@ class Workspace:
                     # check refuses with a message naming both (shown as the collection's problem)
                     svc = RagService(settings, self.store, embedder=self._embedder, options=self.options)
                 svc.authorizer = self.authorizer
+                svc.audit = self.audit
                 svc.acl_for = lambda doc_id, _name=name: self.identity.acl_of(_name, doc_id)
                 svc.after_write = lambda _name=name: self.sync_acl(_name)
                 self._services[name] = svc
@@ -115,6 +119,7 @@ class Workspace:
         if principal.user_id is not None:
             self.identity.set_owner(name, f"u:{principal.user_id}")
         self.service(name).ingestor()  # creates it, recording its embedder
+        self.audit.record("collection.create", principal, collection=name)
         return name
 
     def sync_acl(self, name: str) -> None:
@@ -151,6 +156,7 @@ class Workspace:
         with self._lock:
             self._services.pop(name, None)
         self.identity.forget_collection(name)
+        self.audit.record("collection.drop", principal, collection=name, documents=n)
         return n
 
     def ingest_sample(self, on_progress=None, *, principal: Principal):
@@ -191,14 +197,21 @@ class Workspace:
         return [self.service(n) for n in dict.fromkeys(names)]
 
     def search(self, query: str, collections: Sequence[str] | None = None, k: int = 10, *, principal: Principal,
-               **kw) -> list[SearchHit]:
+               audit: bool = True, **kw) -> list[SearchHit]:
         """Ranked hits of ``query`` over ``collections`` (None or empty: all the caller may read), only chunks the
-        caller may read; ``kw`` as RagService.search."""
+        caller may read; ``kw`` as RagService.search. Recorded in the audit log with the documents returned
+        (``audit=False``: a search made for an answer, which records the answer instead)."""
+        from .audit import doc_ids_of
+
         targets = self._targets(collections, principal)
         if len(targets) == 1:
-            return targets[0].search(query, k=k, principal=principal, **kw)
-        per = [(svc, svc.search(query, k=k, principal=principal, **kw)) for svc in targets]
-        return merge_hits(per, k)
+            hits = targets[0].search(query, k=k, principal=principal, **kw)
+        else:
+            hits = merge_hits([(svc, svc.search(query, k=k, principal=principal, **kw)) for svc in targets], k)
+        if audit:
+            self.audit.record("search", principal, query=query, collections=list(collections or []) or None,
+                              documents=doc_ids_of(hits))
+        return hits
 
     def ask_stream(self, question: str, collections: Sequence[str] | None = None, answer_language: str | None = None,
                    languages: Sequence[str] | None = None, k: int | None = None,
@@ -210,11 +223,17 @@ class Workspace:
 
         def retrieve(query: str, k: int) -> list:
             return [h.chunk for h in self.search(query, [t.collection for t in targets], k=k, languages=languages,
-                                                 highlight=False, principal=principal)]
+                                                 highlight=False, principal=principal, audit=False)]
+
+        from .audit import doc_ids_of
 
         main = self.service(self.default)
-        yield from answer_stream(main.answerer(), retrieve, question, answer_language, k or self.settings.top_k,
-                                 history)
+        for part in answer_stream(main.answerer(), retrieve, question, answer_language, k or self.settings.top_k,
+                                  history):
+            if not isinstance(part, str):
+                self.audit.record("answer", principal, query=question, collections=list(collections or []) or None,
+                                  documents=doc_ids_of(part.contexts), cited=doc_ids_of(c.chunk for c in part.citations))
+            yield part
 
     def ask(self, question: str, **kw):
         return final_answer(self.ask_stream(question, **kw))
