@@ -142,6 +142,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 # ---- entry point -------------------------------------------------------------------------------------
 #: modules whose commands join this CLI (imported lazily so that `lusifer-rag models` stays light)
 COMMAND_MODULES = ("lusifer_rag.ingest.cli", "lusifer_rag.rag.cli", "lusifer_rag.rag.eval.cli", "lusifer_rag.app.cli",
+                   "lusifer_rag.app.users_cli",
                    "lusifer_rag.train.cli")
 
 
