@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Annotated
 
-from lusifer_rag.errors import AccessError, RagError
+from lusifer_rag.errors import AccessError, NotFoundError, RagError
 
 from . import viewer
 from .access import Principal
@@ -56,6 +56,22 @@ class CollectionRequest(BaseModel):
     name: str
 
 
+class GrantRequest(BaseModel):
+    principal: str = Field(description="user:NAME, group:NAME or public")
+    level: str | None = Field(description="read, write or admin; null removes the grant (public: read or null)")
+
+
+class DocumentReadersRequest(BaseModel):
+    readers: list[str] | None = Field(description="user:NAME / group:NAME / public: who of the collection's readers "
+                                      "may read this document; null: all of them again")
+
+
+class KeyRequest(BaseModel):
+    name: str = "key"
+    scopes: list[str] = Field(default_factory=lambda: ["search"], description="search, ingest, admin")
+    expires_days: float | None = Field(None, gt=0)
+
+
 class ReindexRequest(BaseModel):
     embedder: str
     drop_old: bool = False
@@ -89,7 +105,8 @@ def api_router(ws) -> APIRouter:
         if p.user_id is not None:
             names = {g["id"]: g["name"] for g in ws.identity.groups()}
             groups = sorted(names.get(g, g) for g in ws.identity.user(p.user_id).groups)
-        return {"user": p.name, "rights": sorted(p.rights), "groups": groups, "administrator": p.ids is None,
+        return {"user": p.name, "rights": sorted(p.rights), "groups": groups,
+                "administrator": p.ids is None and "admin" in p.rights,
                 "login_required": policy.login_required}
 
     @router.post("/search")
@@ -203,5 +220,83 @@ def api_router(ws) -> APIRouter:
     @router.delete("/collections/{name}")
     def drop_collection(request: Request, name: str) -> dict:
         return {"deleted": name, "documents": ws.drop_collection(name, principal=caller(request))}
+
+    # ---- access: grants and API keys (multi-user mode) --------------------------------------------
+    def _directory(p: Principal):
+        if not policy.multi_user:
+            raise RagError("grants and API keys need users: create the first with `lusifer-rag users add NAME --admin`")
+        return ws.identity
+
+    @router.get("/collections/{name}/grants")
+    def grants(request: Request, name: str) -> dict:
+        """Who may use the collection: owner, public, grants (needs admin on it)."""
+        p = caller(request)
+        ident = _directory(p)
+        ws.authorizer.require(p, name, "admin", "see the collection's grants")
+        info = ident.collection_info(name)
+        return {"collection": name, "owner": ident.describe(info["owner"]) if info["owner"] else None,
+                "public": info["public"], "grants": {ident.describe(k): v for k, v in info["grants"].items()}}
+
+    @router.put("/collections/{name}/grants")
+    def set_grant(request: Request, name: str, body: GrantRequest) -> dict:
+        """Give a user, a group or everyone signed in (public) a level on the collection (needs admin on it); the
+        chunks' acl payloads follow before the next read, without re-embedding."""
+        p = caller(request)
+        ident = _directory(p)
+        ws.authorizer.require(p, name, "admin", "change the collection's grants")
+        who = ident.principal_id(body.principal)
+        if who == "public":
+            if body.level not in ("read", None):
+                raise RagError(f"public access is read or null; got {body.level!r}")
+            ident.set_public(name, body.level == "read", by=p)
+        else:
+            ident.grant(name, who, body.level, by=p)
+        ws.sync_acl(name)
+        return grants(request, name)
+
+    @router.put("/documents/{doc_id}/readers")
+    def set_readers(request: Request, doc_id: str, body: DocumentReadersRequest, collection: str | None = None) -> dict:
+        """Narrow who may read one document to some of its collection's readers (needs admin on the collection)."""
+        p = caller(request)
+        ident = _directory(p)
+        svc = ws.service(collection)
+        ws.authorizer.require(p, svc.collection, "admin", "change who reads a document")
+        if doc_id not in {d["doc_id"] for d in svc.documents(principal=p)}:
+            raise NotFoundError(f"no document {doc_id[:80]!r} in collection {svc.collection!r}")
+        readers = None if body.readers is None else [ident.principal_id(r) for r in body.readers]
+        ident.set_document_readers(svc.collection, doc_id, readers, by=p)
+        ws.sync_acl(svc.collection)
+        return {"doc_id": doc_id, "readers": [ident.describe(r) for r in ident.acl_of(svc.collection, doc_id)]}
+
+    @router.get("/keys")
+    def list_keys(request: Request) -> list[dict]:
+        """The caller's API keys (administrators: everyone's); never the keys themselves."""
+        p = caller(request)
+        ident = _directory(p)
+        p.require("read", "list API keys")
+        if p.user_id is None:
+            raise AccessError("sign in as a user to manage API keys", status=401)
+        return ident.keys(None if p.ids is None else p.name)
+
+    @router.post("/keys")
+    def create_key(request: Request, body: KeyRequest) -> dict:
+        """A new API key of the caller's (shown once in ``key``); its scopes cannot exceed the caller's rights."""
+        p = caller(request)
+        ident = _directory(p)
+        if p.user_id is None or request.headers.get("authorization"):
+            raise AccessError("create API keys from a signed-in session (not with another key)", status=403)
+        key, rec = ident.create_key(p.name, body.name, body.scopes,
+                                    body.expires_days * 86400 if body.expires_days else None, by=p)
+        return {"key": key, **rec}
+
+    @router.delete("/keys/{prefix}")
+    def revoke_key(request: Request, prefix: str) -> dict:
+        """Revoke one of the caller's keys (administrators: anyone's)."""
+        p = caller(request)
+        ident = _directory(p)
+        if p.user_id is None:
+            raise AccessError("sign in as a user to manage API keys", status=401)
+        ident.revoke_key(prefix, None if p.ids is None else p.name, by=p)
+        return {"revoked": prefix}
 
     return router

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from lusifer_rag.errors import RagError
+from lusifer_rag.errors import NotFoundError, RagError
 
 DB_NAME = "app.sqlite3"
 MAX_TITLE_CHARS = 120
@@ -111,7 +111,7 @@ MIGRATIONS = (
 )
 
 
-class NotFound(RagError):
+class NotFound(NotFoundError):
     """No such record for this owner (another owner's records are not found either)."""
 
 

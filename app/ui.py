@@ -444,6 +444,30 @@ def build_app(workspace: Workspace) -> gr.Blocks:
         return ws.test_llm({"llm_backend": backend, "llm_base_url": base_url, "llm_model": model,
                             "llm_api_key": api_key})
 
+    # -- Settings tab: access (API keys, grants) --
+    from . import access_panel
+
+    @_user_errors
+    def load_keys(request: gr.Request):
+        return access_panel.key_rows(ws, caller(request))
+
+    @_user_errors
+    def create_api_key(name, scopes, expires_days, request: gr.Request):
+        key = access_panel.create_key(ws, caller(request), name, scopes, expires_days)
+        return gr.update(value=key, visible=True), access_panel.key_rows(ws, caller(request))
+
+    @_user_errors
+    def revoke_api_key(prefix, request: gr.Request):
+        return access_panel.revoke_key(ws, caller(request), prefix), access_panel.key_rows(ws, caller(request))
+
+    @_user_errors
+    def show_grants(collection, request: gr.Request):
+        return access_panel.grants_md(ws, caller(request), collection)
+
+    @_user_errors
+    def change_grant(collection, who, level, request: gr.Request):
+        return access_panel.set_grant(ws, caller(request), collection, who, level)
+
     # -- layout --
     extractive_now = ws.service().llm_backend() == "extractive"
     with gr.Blocks(title="lusifer-rag") as demo:
@@ -507,7 +531,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
             with gr.Tab("Documents", id="documents"):
                 with gr.Row():
                     d_coll = gr.Dropdown(label="Collection", choices=[], value=None, scale=2,
-                                         elem_id="doc-collection")
+                                         elem_id="doc-collection", allow_custom_value=True)  # choices: per caller, on load
                     new_coll = gr.Textbox(label="New collection", placeholder="e.g. hr-policies", scale=2,
                                           elem_id="new-collection")
                     create_btn = gr.Button("Create", scale=1, elem_id="create-collection")
@@ -581,6 +605,31 @@ def build_app(workspace: Workspace) -> gr.Blocks:
                     reindex_btn = gr.Button("Re-index", scale=1, elem_id="reindex-btn")
                     reindex_refresh = gr.Button("Status", scale=1)
                 reindex_md = gr.Markdown(elem_id="reindex-status")
+                with gr.Accordion("Access: your API keys, and who may use the collection", open=False,
+                                  elem_id="access-panel"):
+                    gr.Markdown("API keys let scripts, the command line and LangChain act as you on the HTTP API "
+                                "(`Authorization: Bearer <key>`). A new key is shown once.")
+                    keys_table = gr.Dataframe(headers=access_panel.KEY_COLUMNS, interactive=False, elem_id="keys-table")
+                    with gr.Row():
+                        key_name = gr.Textbox(label="Key name", placeholder="e.g. nightly-ingest", scale=2)
+                        key_scopes = gr.CheckboxGroup(["search", "ingest", "admin"], value=["search"], label="Scopes",
+                                                      scale=2)
+                        key_days = gr.Number(label="Expires after (days; empty: never)", value=None, scale=1)
+                        key_create = gr.Button("Create key", scale=1, elem_id="key-create")
+                    new_key = gr.Textbox(label="Your new key (copy it now: it is not shown again)", visible=False,
+                                         interactive=False, elem_id="new-key")
+                    with gr.Row():
+                        key_prefix = gr.Textbox(label="Key prefix to revoke", scale=3)
+                        key_revoke = gr.Button("Revoke", scale=1, elem_id="key-revoke")
+                    key_status = gr.Markdown()
+                    gr.Markdown("**Who may use the collection chosen in Documents** (its owner and admins change it)")
+                    grants_view = gr.Markdown(elem_id="grants")
+                    with gr.Row():
+                        grant_who = gr.Textbox(label="Who", placeholder="user:alice, group:hr or public", scale=3)
+                        grant_level = gr.Dropdown(["read", "write", "admin", "none"], value="read", label="Level",
+                                                  scale=1)
+                        grant_btn = gr.Button("Set", scale=1, elem_id="grant-set")
+                        grants_btn = gr.Button("Show", scale=1)
 
         # hidden components that carry the /ingest API endpoint
         api_files = gr.File(file_count="multiple", type="filepath", visible=False)
@@ -627,6 +676,12 @@ def build_app(workspace: Workspace) -> gr.Blocks:
         refresh_btn.click(refresh_documents, d_coll, refresh_outputs, **docs_events)
         demo.load(refresh_documents, d_coll, refresh_outputs, **docs_events)
         demo.load(load_conversations, None, [conv_list, conv_state, chatbot], **docs_events)
+
+        demo.load(load_keys, None, keys_table, **docs_events)
+        key_create.click(create_api_key, [key_name, key_scopes, key_days], [new_key, keys_table], **docs_events)
+        key_revoke.click(revoke_api_key, key_prefix, [key_status, keys_table], **docs_events)
+        grants_btn.click(show_grants, d_coll, grants_view, **docs_events)
+        grant_btn.click(change_grant, [d_coll, grant_who, grant_level], grants_view, **write_events)
 
         settings_outputs = [st_backend, st_url, st_model, st_key, st_clear, st_topk, st_lang, st_info]
         demo.load(load_settings, None, settings_outputs, **docs_events)

@@ -15,11 +15,12 @@ from lusifer_rag.app.access import LOCAL
 
 #: every handler behind a Gradio event, by what it may change; a new event must be added to one of them
 STATE_CHANGING = {"ingest_api", "ingest_ui", "cancel_ingest", "delete_docs", "start_reindex", "create_collection",
-                  "drop_collection", "save_settings"}
-OWN_RECORDS = {"chat", "rename_conversation", "delete_conversation"}  # the caller's own conversations only
+                  "drop_collection", "save_settings", "change_grant"}
+OWN_RECORDS = {"chat", "rename_conversation", "delete_conversation",  # the caller's own conversations only
+               "create_api_key", "revoke_api_key"}  # and API keys
 READ_ONLY = {"search_api", "ask_api", "do_search", "refresh_documents", "reindex_status", "ask_delete", "<lambda>",
              "ask_drop_collection", "load_conversations", "new_chat", "open_conversation", "open_citation",
-             "move_viewer", "load_settings", "test_llm"}
+             "move_viewer", "load_settings", "test_llm", "load_keys", "show_grants"}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,8 @@ def _gradio_data(app, client: httpx.Client, name: str, upload: Path) -> list:
     return {"ingest_api": [[file_data]], "ingest_ui": [default, [file_data], None, "replace"],
             "delete_docs": [default, doc_ids], "start_reindex": [default, "e5-small", True],
             "create_collection": ["intruders"], "drop_collection": [default], "cancel_ingest": [default],
-            "save_settings": ["openai", "http://127.0.0.1:9/v1", "m", "stolen", False, 3, "auto"]}[name]
+            "save_settings": ["openai", "http://127.0.0.1:9/v1", "m", "stolen", False, 3, "auto"],
+            "change_grant": [default, "public", "read"]}[name]
 
 
 def test_every_state_changing_call_without_the_right_is_refused(lan_app, tmp_path):
@@ -122,7 +124,8 @@ def test_every_state_changing_call_without_the_right_is_refused(lan_app, tmp_pat
             r = client.request(method, path, **kw)
             assert r.status_code == 401 and "sign in to" in r.json()["error"], (path, r.text)
         # reading is allowed
-        assert client.get("api/v1/me").json() == {"user": None, "rights": ["read"], "login_required": False}
+        assert client.get("api/v1/me").json() == {"user": None, "rights": ["read"], "groups": [], "administrator": False,
+                                                 "login_required": False}
         assert client.post("api/v1/search", json={"query": "education", "k": 1}).status_code == 200
     assert sorted(d["doc_id"] for d in lan_app.service.documents(principal=LOCAL)) == before
     assert lan_app.service._reindex is None
