@@ -90,6 +90,13 @@ def install_oidc(app, workspace, settings) -> str | None:
     config = OidcConfig(settings) if enabled(settings) else None
     client = _register(config) if config is not None else None
     identity = identity_of(workspace) if config is not None else None
+    audit = getattr(workspace, "audit", None)  # app/audit.py: sign-ins and refusals
+
+    def refused(request, status: int, message: str):
+        if audit is not None:
+            audit.record("login.failed", None, method="oidc", reason=message[:200],
+                         client=request.client.host if request.client else None)
+        return error_response(request, status, message)
 
     def not_configured(request):
         return error_response(request, 404, "single sign-on is not configured on this server "
@@ -120,16 +127,19 @@ def install_oidc(app, workspace, settings) -> str | None:
             user = await run_in_threadpool(sign_in, identity, name, ORIGIN, groups,
                                            f"the identity provider {config.name}")
         except _SignInRefused as e:
-            return error_response(request, 400, str(e))
+            return refused(request, 400, str(e))
         except _ProviderError as e:
-            return error_response(request, 502, str(e))
+            return refused(request, 502, str(e))
         except AccessError as e:
-            return error_response(request, e.status, str(e))
+            return refused(request, e.status, str(e))
         except Exception:  # noqa: BLE001
             log.exception("single sign-on callback failed")
-            return error_response(request, 500, "the sign-in failed on this server; the server's log says why")
+            return refused(request, 500, "the sign-in failed on this server; the server's log says why")
         request.session.clear()
         request.session.update({"uid": user.id, "user": user.name, "since": int(time.time())})
+        if audit is not None:
+            audit.record("login", user.name, method="oidc", client=request.client.host if request.client else None,
+                         groups=len(user.groups))
         log.info("single sign-on: %s signed in through %s (%d groups)", user.name, config.issuer, len(user.groups))
         return RedirectResponse("/", status_code=303)
 

@@ -65,8 +65,8 @@ def _header_name(value: str | None, setting: str, *, optional: bool) -> bytes | 
 class TrustedHeaderAuth:
     """ASGI middleware: signs in the user a trusted proxy names; strips the headers from everyone else."""
 
-    def __init__(self, app, identity, networks: list, user_header: bytes, groups_header: bytes | None):
-        self.app, self.identity, self.networks = app, identity, networks
+    def __init__(self, app, identity, networks: list, user_header: bytes, groups_header: bytes | None, audit=None):
+        self.app, self.identity, self.networks, self.audit = app, identity, networks, audit
         self.user_header, self.groups_header = user_header, groups_header
         self.names = {user_header} | ({groups_header} if groups_header else set())
         self._cache: dict[tuple, tuple[str, float]] = {}
@@ -104,14 +104,16 @@ class TrustedHeaderAuth:
             raw = ",".join(v.decode("latin-1") for k, v in ours if k == self.groups_header)
             groups = group_names(raw, f"the proxy's {self.groups_header.decode()} header")
         try:
-            scope[SCOPE_KEY] = await self._user_id(users[0], groups)
+            scope[SCOPE_KEY] = await self._user_id(users[0], groups, client[0])
         except AccessError as e:
+            if self.audit is not None:
+                self.audit.record("login.failed", None, method="proxy", reason=str(e)[:200], client=client[0])
             return await _refuse(scope, receive, send, e.status, str(e))
         return await self.app(scope, receive, send)
 
-    async def _user_id(self, name: str, groups: list[str] | None) -> str:
-        """The user's id; the directory is written (user created, groups synced) at most once a CACHE_TTL_S for
-        the same name and groups."""
+    async def _user_id(self, name: str, groups: list[str] | None, proxy: str) -> str:
+        """The user's id; the directory is written (user created, groups synced) and the sign-in audited at most
+        once a CACHE_TTL_S for the same name and groups."""
         from starlette.concurrency import run_in_threadpool
 
         key = (name.lower(), tuple(groups) if groups is not None else None)
@@ -122,6 +124,8 @@ class TrustedHeaderAuth:
             return hit[0]
         user = await run_in_threadpool(sign_in, self.identity, name, ORIGIN, groups,
                                        f"the proxy's {self.user_header.decode()} header")
+        if self.audit is not None:
+            self.audit.record("login", user.name, method="proxy", client=proxy, groups=len(user.groups))
         with self._lock:
             if len(self._cache) >= CACHE_MAX:
                 self._cache.clear()
@@ -153,7 +157,7 @@ def install_proxy_auth(app, workspace, settings) -> bool:
         ["127.0.0.1", "::1"] + [str(n) for n in networks])
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=forwarded)
     app.add_middleware(TrustedHeaderAuth, identity=identity_of(workspace), networks=networks,
-                       user_header=user_header, groups_header=groups_header)
+                       user_header=user_header, groups_header=groups_header, audit=getattr(workspace, "audit", None))
     app.state.proxy_headers_inside = True
     log.info("trusted-header sign-in: %s from %s", user_header.decode(), ", ".join(map(str, networks)))
     return True

@@ -1,10 +1,7 @@
 """Single sign-on (issue 35): OpenID Connect against a real provider on localhost (tests/oidc_idp.py: authlib's
 authorization server with PKCE and nonce required, RS256 ID tokens, discovery and JWKS), and trusted-header sign-in
-behind a reverse proxy. Each app is the real one (create_app, uvicorn on 127.0.0.1, the real app database).
-
-Assertions marked NEEDS-MERGE read ``/api/v1/me``, which shows a ``session["uid"]`` / ``scope["lusifer_user_id"]``
-user only once the lead's principal resolution lands; until then (no ``ws.identity``) they end their test as
-xfail, after everything this branch controls has been asserted (the directory's user and groups, the session).
+behind a reverse proxy. Each app is the real one (create_app, uvicorn on 127.0.0.1, the real app database); with
+single sign-on configured and no single-user login the app is in multi-user mode (sign-in required).
 """
 
 from __future__ import annotations
@@ -103,12 +100,9 @@ def directory_user(ws, name: str):
     return identity_of(ws).user_by_name(name)
 
 
-def needs_merge(ws) -> None:
-    """NEEDS-MERGE: stop here (xfail) until the lead's principal resolution (ws.identity, session uid,
-    scope["lusifer_user_id"]) is in this tree; with it, the /me assertions after this call must pass."""
-    if getattr(ws, "identity", None) is None:
-        pytest.xfail("NEEDS-MERGE: /api/v1/me shows uid sessions and trusted-header users after the lead's "
-                     "principal resolution lands")
+def audited(ws, event: str, method: str) -> list[dict]:
+    lines = [json.loads(x) for x in ws.audit.path.read_text().splitlines() if x.strip()]
+    return [e for e in lines if e["event"] == event and e.get("method") == method]
 
 
 def refused_without_leak(response: httpx.Response, status: int, *fragments: str) -> str:
@@ -127,6 +121,10 @@ def test_oidc_sign_in_creates_the_user_and_maps_groups_and_a_new_sign_in_updates
     ws = oidc_app.workspace
     idp.user = IdPUser("sub-alice-1", "alice", "alice@example.org", ["staff", "readers", "/projects"])
     with httpx.Client(timeout=30) as client:
+        # not signed in: nothing but the login page, which links to the provider
+        assert client.get(oidc_app.url + "api/v1/me").status_code == 401
+        login = client.get(oidc_app.url + "login", headers={"Accept": "text/html"})
+        assert login.status_code == 200 and "Sign in with Test IdP" in login.text
         to_idp, callback = start(client, oidc_app)
         # authorization code + PKCE S256 + state + nonce, asked of the provider found through discovery
         asked = parse_qs(urlsplit(to_idp.headers["location"]).query)
@@ -143,8 +141,11 @@ def test_oidc_sign_in_creates_the_user_and_maps_groups_and_a_new_sign_in_updates
         session = session_of(client)
         assert session["uid"] == alice.id and session["user"] == "alice" and session["since"] > 0
         assert not any(k.startswith("_state_") for k in session)  # the flow's state is spent
-        # the session works for the app's pages (the sign-in gate lets it through)
+        # the session signs the API in: who, which groups
+        me = client.get(oidc_app.url + "api/v1/me").json()
+        assert me["user"] == "alice" and set(me["groups"]) == {"staff", "readers", "projects"}
         assert client.get(oidc_app.url + "api/v1/collections").status_code == 200
+        assert audited(ws, "login", "oidc")[-1]["actor"] == "alice"
 
         # a second sign-in with other groups: the same user, memberships replaced
         idp.user = IdPUser("sub-alice-1", "alice", "alice@example.org", ["staff", "editors"])
@@ -153,11 +154,8 @@ def test_oidc_sign_in_creates_the_user_and_maps_groups_and_a_new_sign_in_updates
         assert directory_user(ws, "alice").id == alice.id
         assert user_groups(ws, "alice") == {"staff", "editors"}
         assert session_of(client)["uid"] == alice.id
-
-        needs_merge(ws)
-        me = client.get(oidc_app.url + "api/v1/me").json()  # NEEDS-MERGE
-        assert me["user"] == "alice"  # NEEDS-MERGE
-        assert {"staff", "editors"} <= set(me.get("groups") or [])  # NEEDS-MERGE (key name assumed)
+        me = client.get(oidc_app.url + "api/v1/me").json()
+        assert me["user"] == "alice" and set(me["groups"]) == {"staff", "editors"}
 
 
 def test_groups_only_in_userinfo_are_read_from_it(oidc_app, idp):
@@ -184,6 +182,7 @@ def test_a_tampered_state_is_refused_before_the_code_is_exchanged(oidc_app, idp)
         bad = client.get(urlunsplit(parts._replace(query=urlencode(query))))
         refused_without_leak(bad, 400, "state does not match")
         assert idp.token_requests == tokens_before  # the code was never sent to the provider
+        assert "state does not match" in audited(oidc_app.workspace, "login.failed", "oidc")[-1]["reason"]
         assert "uid" not in session_of(client) and directory_user(oidc_app.workspace, "mallory") is None
         # a browser gets a page, not JSON; a callback with no flow started at all is refused the same way
         page = client.get(urlunsplit(parts._replace(query=urlencode(query))), headers={"Accept": "text/html"})
@@ -277,8 +276,10 @@ def test_a_trusted_proxy_signs_users_in_by_header(proxy_app):
     with httpx.Client(timeout=30) as client:
         r = client.get(proxy_app.url + "api/v1/me", headers=headers)
         assert r.status_code == 200, r.text
+        assert r.json()["user"] == "dave" and r.json()["groups"] == ["ops", "staff"]
         dave = directory_user(ws, "dave")
         assert dave is not None and dave.origin == "proxy" and user_groups(ws, "dave") == {"ops", "staff"}
+        assert audited(ws, "login", "proxy")[-1]["actor"] == "dave"
         # groups follow the header (the cache keys on the group list); a missing groups header means none
         client.get(proxy_app.url + "api/v1/me", headers={**headers, "X-Forwarded-Groups": "ops"})
         assert user_groups(ws, "dave") == {"ops"}
@@ -289,11 +290,8 @@ def test_a_trusted_proxy_signs_users_in_by_header(proxy_app):
         refused_without_leak(bad, 403, "not valid here")
         session = session_of(client)  # the header signs in each request: the session holds no user
         assert "uid" not in session and "user" not in session
-
-        needs_merge(ws)
-        me = client.get(proxy_app.url + "api/v1/me", headers=headers).json()  # NEEDS-MERGE
-        assert me["user"] == "dave"  # NEEDS-MERGE
-        assert client.get(proxy_app.url + "api/v1/me").json()["user"] is None  # NEEDS-MERGE: no header, nobody
+        # without the header nobody is signed in (sign-in required: single sign-on makes this app multi-user)
+        refused_without_leak(client.get(proxy_app.url + "api/v1/me"), 401, "sign in first")
 
 
 def test_headers_from_an_untrusted_client_are_ignored(untrusted_app):
