@@ -3,7 +3,8 @@
 Requests pass, in order: the request guard (Host header among the allowed hosts; an ``Origin`` other than the
 app's own or the allow-list is refused whatever the Host header says, so no other site's page can read or change
 anything through a visitor's browser), CORS (answers only the allow-list), the signed session cookie, and the
-sign-in gate (with a login configured, nothing but the login page without a session). Then our explicit HTTP API
+sign-in gate (with a login configured, nothing but the login page without a session). With trusted-header
+sign-in on (app/proxy_auth.py), its middleware comes before all of these. Then our explicit HTTP API
 (``/api/v1``, app/api.py), the login page, and the Gradio UI mounted at ``/``. Every state-changing operation
 checks its right in ``RagService`` whatever route reached it (app/access.py).
 """
@@ -138,12 +139,14 @@ button{{margin-top:18px;width:100%;padding:9px}}.err{{color:#b00020;margin-top:1
 <body><form method="post" action="/login"><h2>lusifer-rag</h2>
 <label for="username">User</label><input id="username" name="username" autocomplete="username" value="{user}" required>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit" id="login-btn">Sign in</button>{error}</form></body></html>"""
+<button type="submit" id="login-btn">Sign in</button>{sso}{error}</form></body></html>"""
 
 
-def login_page(error: str = "", user: str = "") -> str:
+def login_page(error: str = "", user: str = "", sso: str | None = None) -> str:
+    """``sso``: the single sign-on provider's name (app/oidc.py), shown as a "Sign in with …" link."""
     err = f"<p class='err' id='login-error'>{html.escape(error)}</p>" if error else ""
-    return LOGIN_PAGE.format(user=html.escape(user, quote=True), error=err)
+    link = (f"<p><a href='/login/oidc' id='sso-link'>Sign in with {html.escape(sso)}</a></p>" if sso else "")
+    return LOGIN_PAGE.format(user=html.escape(user, quote=True), error=err, sso=link)
 
 
 def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
@@ -155,6 +158,8 @@ def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
     from starlette.middleware.sessions import SessionMiddleware
 
     from .api import api_router
+    from .oidc import install_oidc
+    from .proxy_auth import install_proxy_auth
 
     settings, options = workspace.settings, workspace.options
     policy = workspace.policy
@@ -180,11 +185,13 @@ def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
     def healthz():
         return {"ok": True}
 
+    sso = install_oidc(app, workspace, settings)  # single sign-on routes; the provider's name or None
+
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request):
         if not (policy.login_required or policy.multi_user):
             return RedirectResponse("/", status_code=303)
-        return HTMLResponse(login_page(), headers={"Cache-Control": "no-store"})
+        return HTMLResponse(login_page(sso=sso), headers={"Cache-Control": "no-store"})
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request):
@@ -197,7 +204,7 @@ def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
         except ThrottledError as e:
             if browser:
                 return HTMLResponse(login_page(f"Too many failed sign-ins: try again in {int(e.retry_after) + 1} s.",
-                                               user), status_code=429, headers={"Retry-After": str(int(e.retry_after) + 1)})
+                                               user, sso), status_code=429, headers={"Retry-After": str(int(e.retry_after) + 1)})
             raise
         signed_in = policy.sign_in(user, password)
         workspace.audit.record("login" if signed_in else "login.failed", user[:64] if signed_in else None,
@@ -205,7 +212,7 @@ def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
         if signed_in is None:
             throttle.failed(client, user)
             if browser:
-                return HTMLResponse(login_page("Wrong user name or password.", user), status_code=401)
+                return HTMLResponse(login_page("Wrong user name or password.", user, sso), status_code=401)
             return JSONResponse({"error": "wrong user name or password"}, status_code=401)
         throttle.succeeded(client, user)
         request.session.clear()
@@ -236,6 +243,7 @@ def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
     app.add_middleware(CORSMiddleware, allow_origins=[o.rstrip("/") for o in allowed_origins],
                        allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
+    install_proxy_auth(app, workspace, settings)  # trusted-header sign-in: outermost, so keep it last
     return app
 
 
@@ -245,8 +253,10 @@ class AppServer:
     def __init__(self, app, host: str, port: int, quiet: bool = False):
         import uvicorn
 
+        # proxy_headers off where the app handles them itself, inside its trusted-header sign-in (app/proxy_auth.py)
+        inside = getattr(getattr(app, "state", None), "proxy_headers_inside", False)
         self.config = uvicorn.Config(app, host=host, port=port, log_level="warning" if quiet else "info",
-                                     access_log=False, timeout_graceful_shutdown=5)
+                                     access_log=False, timeout_graceful_shutdown=5, proxy_headers=not inside)
         self.server = uvicorn.Server(self.config)
         self.thread: threading.Thread | None = None
 

@@ -15,11 +15,12 @@ from .errors import ConfigError
 ENV_PREFIX = "LUSIFER_RAG_"
 
 
-def setting(default: Any = None, doc: str = "", *, factory=None):
-    """A settings field with its documentation attached (shown by ``lusifer-rag models --settings``)."""
+def setting(default: Any = None, doc: str = "", *, factory=None, secret: bool = False):
+    """A settings field with its documentation attached (shown by ``lusifer-rag models --settings``); a
+    ``secret`` one is left out of the settings object's repr (so a logged Settings never shows it)."""
     if factory is not None:
-        return field(default_factory=factory, metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
+        return field(default_factory=factory, metadata={"doc": doc}, repr=not secret)
+    return field(default=default, metadata={"doc": doc}, repr=not secret)
 
 
 def _default_cache_dir() -> Path:
@@ -76,6 +77,17 @@ class Settings:
     allowed_origins: str | None = setting(None, "Other web origins (scheme://host[:port], comma-separated) whose pages may call the app's API from the browser; the app's own origin always may, every other is refused.")
     allowed_hosts: str | None = setting(None, "Host names the app answers to (comma-separated; guards against DNS rebinding); unset: localhost names when serving on loopback, any otherwise.")
     session_secret: str | None = setting(None, "Secret (>= 32 characters) that signs sign-in session cookies; unset: generated once and kept in <data_dir>/secrets/session.key (mode 0600).")
+    public_url: str | None = setting(None, "The app's address as its users reach it (e.g. https://rag.example.org, behind a proxy); single sign-on's callback URL is built from it. Unset: from each request's Host header and scheme.")
+    oidc_issuer: str | None = setting(None, "OpenID Connect single sign-on: the provider's issuer URL (its discovery document is <issuer>/.well-known/openid-configuration), e.g. https://keycloak.example.org/realms/acme; https unless on this machine. Unset: no single sign-on.")
+    oidc_client_id: str | None = setting(None, "OpenID Connect: this app's client id at the provider (ID tokens must name it as their audience).")
+    oidc_client_secret: str | None = setting(None, "OpenID Connect: this app's client secret (confidential client; unset: a public client, PKCE alone). Never logged or shown.", secret=True)
+    oidc_scopes: str = setting("openid profile email", "OpenID Connect: scopes asked for, space-separated ('openid' is always added); add 'groups' where the provider needs that scope to send group membership (Dex, Okta).")
+    oidc_username_claim: str = setting("preferred_username", "OpenID Connect: the ID-token claim that names the user here; when missing, 'email', then 'sub'.")
+    oidc_groups_claim: str = setting("groups", "OpenID Connect: the claim listing the user's groups, mapped to local groups of the same names at each sign-in (a missing claim: no groups); empty: groups are not synced.")
+    oidc_name: str | None = setting(None, "OpenID Connect: the provider's name on the login page ('Sign in with <name>'); unset: the issuer's host name.")
+    trusted_proxies: str | None = setting(None, "Reverse proxies (addresses or CIDRs, comma-separated) whose user header signs requests in (trusted-header single sign-on); the header is ignored and removed from any other client. Unset: off.")
+    trusted_user_header: str = setting("X-Forwarded-User", "Trusted-header sign-in: the header a trusted proxy puts the user name in.")
+    trusted_groups_header: str = setting("X-Forwarded-Groups", "Trusted-header sign-in: the header a trusted proxy lists the user's groups in (comma-separated; a missing header: no groups); empty: groups are not synced.")
     max_upload_mb: int = setting(50, "Largest file the web app accepts for upload, in MB.")
     search_concurrency: int = setting(32, "Searches and answers the web app runs at once (their embeddings are batched together; ingestion runs one at a time).")
 
