@@ -9,6 +9,7 @@ in separate concurrency groups, so a long upload never holds a search slot.
 
 from __future__ import annotations
 
+import html
 import queue
 import threading
 import time
@@ -444,6 +445,13 @@ def build_app(workspace: Workspace) -> gr.Blocks:
         return ws.test_llm({"llm_backend": backend, "llm_base_url": base_url, "llm_model": model,
                             "llm_api_key": api_key})
 
+    def signed_in_html(request: gr.Request):
+        p = caller(request)
+        if p.name is None:
+            return ""
+        return (f"<span class='lr-logout'>{html.escape(p.name)} · "
+                "<a href='/logout' id='logout'>Sign out</a></span>")
+
     # -- Settings tab: access (API keys, grants) --
     from . import access_panel
 
@@ -473,8 +481,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
     with gr.Blocks(title="lusifer-rag") as demo:
         with gr.Row():
             gr.Markdown("# lusifer-rag\nSearch and ask across your documents in any language.")
-            if policy.login_required or policy.multi_user:
-                gr.HTML("<a href='/logout' id='logout' class='lr-logout'>Sign out</a>")
+            signed_in = gr.HTML("", elem_id="signed-in")  # who is signed in, and the sign-out link (on load)
         problem = ws.service().problem()
         gr.Markdown(f"**This collection cannot be used:** {problem}" if problem else "", visible=bool(problem),
                     elem_id="problem")
@@ -678,6 +685,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
         demo.load(load_conversations, None, [conv_list, conv_state, chatbot], **docs_events)
 
         demo.load(load_keys, None, keys_table, **docs_events)
+        demo.load(signed_in_html, None, signed_in, **docs_events)
         key_create.click(create_api_key, [key_name, key_scopes, key_days], [new_key, keys_table], **docs_events)
         key_revoke.click(revoke_api_key, key_prefix, [key_status, keys_table], **docs_events)
         grants_btn.click(show_grants, d_coll, grants_view, **docs_events)

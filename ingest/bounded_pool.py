@@ -196,6 +196,10 @@ class _Worker:
 
 def _worker_main(conn, initializer: Callable, initargs: tuple, task: Callable, memory: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it cancels and kills us
+    try:  # a hostile file's parse yields the CPU to searches (the server's threads keep their priority)
+        os.nice(WORKER_NICENESS)
+    except (AttributeError, OSError):
+        pass
     initializer(*initargs)
     if memory:
         _cap_address_space(memory)
@@ -217,6 +221,7 @@ def _worker_main(conn, initializer: Callable, initargs: tuple, task: Callable, m
 
 
 _OUT_OF_MEMORY = 77
+WORKER_NICENESS = 10
 
 
 def _cap_address_space(extra: int) -> None:

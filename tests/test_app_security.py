@@ -20,7 +20,7 @@ OWN_RECORDS = {"chat", "rename_conversation", "delete_conversation",  # the call
                "create_api_key", "revoke_api_key"}  # and API keys
 READ_ONLY = {"search_api", "ask_api", "do_search", "refresh_documents", "reindex_status", "ask_delete", "<lambda>",
              "ask_drop_collection", "load_conversations", "new_chat", "open_conversation", "open_citation",
-             "move_viewer", "load_settings", "test_llm", "load_keys", "show_grants"}
+             "move_viewer", "load_settings", "test_llm", "load_keys", "show_grants", "signed_in_html"}
 
 
 @pytest.fixture(scope="module")
