@@ -77,6 +77,8 @@ class Settings:
     allowed_hosts: str | None = setting(None, "Host names the app answers to (comma-separated; guards against DNS rebinding); unset: localhost names when serving on loopback, any otherwise.")
     session_secret: str | None = setting(None, "Secret (>= 32 characters) that signs sign-in session cookies; unset: generated once and kept in <data_dir>/secrets/session.key (mode 0600).")
     max_upload_mb: int = setting(50, "Largest file the web app accepts for upload, in MB.")
+    server: str | None = setting(None, "URL of a running lusifer-rag server (http://host:port) that `lusifer-rag ingest/search/stats/ask` send their work to; unset: the one serving the store, found through its lock record, else none (the work runs in this process).")
+    api_key: str | None = setting(None, "API key the command line and LangChain (LusiferRetriever.from_server) send to a lusifer-rag server, as 'Authorization: Bearer <key>'.")
     search_concurrency: int = setting(32, "Searches and answers the web app runs at once (their embeddings are batched together; ingestion runs one at a time).")
 
     @classmethod
