@@ -165,6 +165,55 @@ def test_server_errors_are_clear_typed_and_exit_codes(tmp_path, e5, cli_env, cap
     assert rc == 2 and "not both" in err
 
 
+def test_the_api_key_goes_as_a_bearer_header_and_refusals_carry_the_servers_message(cli_env, capsys, monkeypatch):
+    """Against a plain HTTP server on localhost that records what it gets and answers as told: the key from
+    --api-key, LUSIFER_RAG_API_KEY or '-' (read from stdin) arrives as `Authorization: Bearer <key>`; 403 and
+    other 4xx/5xx answers become errors quoting the server's `{"error": ...}`."""
+    import io
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen, answer = [], {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = json.dumps({"error": answer["error"]}).encode()
+            self.send_response(answer["status"])
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        answer.update(status=403, error="'bob' may not read the collection's statistics (it needs the 'read' right)")
+        rc, out, err = _run(capsys, "stats", "--server", url, "--api-key", "lrk_ab_flag", "--collection", "kb")
+        assert rc == 77 and "403 forbidden: 'bob' may not read" in err and "lrk_ab_flag" not in err
+        assert seen[-1] == ("/api/v1/stats?collection=kb", "Bearer lrk_ab_flag")
+        monkeypatch.setenv("LUSIFER_RAG_API_KEY", "lrk_cd_env")
+        answer.update(status=404, error="no document 'x'")
+        rc, out, err = _run(capsys, "stats", "--server", url + "/api/v1/")
+        assert rc == 1 and f"the lusifer-rag server at {url}: no document 'x'" in err
+        assert seen[-1] == ("/api/v1/stats?collection=documents", "Bearer lrk_cd_env")
+        monkeypatch.setattr(sys, "stdin", io.StringIO("lrk_ef_stdin\n"))
+        answer.update(status=500, error="boom")
+        rc, out, err = _run(capsys, "stats", "--server", url, "--api-key", "-")
+        assert rc == 1 and "failed (500: boom)" in err and seen[-1][1] == "Bearer lrk_ef_stdin"
+        monkeypatch.delenv("LUSIFER_RAG_API_KEY")
+        answer.update(status=503, error="busy")
+        rc, out, err = _run(capsys, "stats", "--server", url)
+        assert rc == 75 and "is busy (503: busy)" in err and seen[-1][1] is None
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 # ---- ingest through the server ---------------------------------------------------------------------
 def test_ingest_through_the_server_in_batches_with_progress_and_the_in_process_names(tmp_path, e5, udhr, cli_env,
                                                                                        capsys, monkeypatch):
