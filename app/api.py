@@ -31,6 +31,7 @@ class SearchRequest(BaseModel):
     sources: list[str] | None = None
     collections: list[str] | None = Field(None, description="collections to search (none: all)")
     highlight: bool = True
+    mode: str | None = Field(None, description="dense, hybrid or sparse (none: the server's setting)")
 
 
 class Message(BaseModel):
@@ -114,7 +115,8 @@ def api_router(ws) -> APIRouter:
         """Ranked passages for a query in any language."""
         p = reading(request, "search")
         return [h.to_json() for h in ws.search(body.query, body.collections, k=body.k, languages=body.languages,
-                                               sources=body.sources, highlight=body.highlight, principal=p)]
+                                               sources=body.sources, highlight=body.highlight, mode=body.mode,
+                                               principal=p)]
 
     @router.post("/ask")
     def ask(request: Request, body: AskRequest) -> dict:
@@ -142,9 +144,15 @@ def api_router(ws) -> APIRouter:
     def add_documents(request: Request, files: Annotated[list[UploadFile], File(description="files to ingest")],
                       names: Annotated[list[str] | None, Form(description="each file's name or relative path")] = None,
                       on_conflict: Annotated[str, Form(description="replace | keep")] = "replace",
-                      collection: Annotated[str | None, Form(description="target collection")] = None) -> dict:
+                      collection: Annotated[str | None, Form(description="target collection")] = None,
+                      paths_as_sources: Annotated[bool, Form(description="the names are the files' absolute paths, "
+                                                             "kept as the documents' sources (as `lusifer-rag "
+                                                             "ingest` names them)")] = False,
+                      progress: Annotated[bool, Form(description="answer NDJSON: a line per file as it is done, "
+                                                     "then {\"report\": ...}")] = False) -> dict:
         """Ingest uploaded files; returns the per-file report. A name a document already has replaces it
-        (``on_conflict=replace``) or is kept beside it under a numbered name (``keep``)."""
+        (``on_conflict=replace``) or is kept beside it under a numbered name (``keep``). ``progress``: the answer
+        streams (app/ingest_stream.py)."""
         p = caller(request)
         service = ws.service(collection)
         ws.authorizer.require(p, service.collection, "write", "add documents")
@@ -153,6 +161,7 @@ def api_router(ws) -> APIRouter:
         limit = service.options.max_upload_bytes
         tmp = Path(service.settings.data_dir) / "uploads" / ".incoming" / secrets.token_hex(8)
         tmp.mkdir(parents=True, mode=0o700)
+        streaming = False  # the streamed ingest removes tmp when it is done
         try:
             pairs = []
             for i, f in enumerate(files):
@@ -166,9 +175,17 @@ def api_router(ws) -> APIRouter:
                                            f"{service.options.max_upload_mb} MB")
                         out.write(block)
                 pairs.append(((names[i] if names else None) or f.filename or f"upload-{i}", dest))
-            return service.ingest(pairs, on_conflict=on_conflict, principal=p).to_json()
+            if progress:
+                from .ingest_stream import streamed_ingest
+
+                streaming = True
+                return streamed_ingest(service, pairs, tmp, on_conflict=on_conflict, principal=p,
+                                       paths_as_sources=paths_as_sources)
+            return service.ingest(pairs, on_conflict=on_conflict, principal=p,
+                                  paths_as_sources=paths_as_sources).to_json()
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if not streaming:
+                shutil.rmtree(tmp, ignore_errors=True)
 
     @router.post("/ingest/cancel")
     def cancel_ingest(request: Request, collection: str | None = None) -> dict:

@@ -248,9 +248,13 @@ def create_app(workspace, demo, *, host: str = "127.0.0.1", port: int = 7860):
 
 
 class AppServer:
-    """uvicorn serving the app, in this thread (``serve_forever``) or a background one (``start``)."""
+    """uvicorn serving the app, in this thread (``serve_forever``) or a background one (``start``).
 
-    def __init__(self, app, host: str, port: int, quiet: bool = False):
+    ``on_started(host, port)``: called once the socket is bound (with the bound address: port 0 becomes the port
+    chosen); what it returns, if callable, is called when the server stops (lusifer-rag serve records where it
+    listens in the store's lock record with it, so that the CLI can send its work here)."""
+
+    def __init__(self, app, host: str, port: int, quiet: bool = False, on_started=None):
         import uvicorn
 
         # proxy_headers off where the app handles them itself, inside its trusted-header sign-in (app/proxy_auth.py)
@@ -259,9 +263,44 @@ class AppServer:
                                      access_log=False, timeout_graceful_shutdown=5, proxy_headers=not inside)
         self.server = uvicorn.Server(self.config)
         self.thread: threading.Thread | None = None
+        self.on_started = on_started
+        self._hooks = threading.Lock()
+        self._stopped = False
+        self._undo = None
+
+    def bound(self) -> tuple[str, int]:
+        """(host, port) the server listens on (the configured ones until it is bound)."""
+        for srv in getattr(self.server, "servers", None) or []:
+            for sock in getattr(srv, "sockets", None) or []:
+                name = sock.getsockname()
+                return self.config.host, int(name[1])
+        return self.config.host, self.config.port
+
+    def _announce(self) -> None:
+        with self._hooks:
+            if self.on_started is not None and not self._stopped:
+                undo = self.on_started(*self.bound())
+                self._undo = undo if callable(undo) else None
+
+    def _retract(self) -> None:
+        with self._hooks:
+            self._stopped = True
+            undo, self._undo = self._undo, None
+        if undo is not None:
+            undo()
+
+    def _watch(self) -> None:
+        while not self.server.started and not self._stopped:
+            time.sleep(0.05)
+        self._announce()
 
     def serve_forever(self) -> None:
-        self.server.run()
+        if self.on_started is not None:
+            threading.Thread(target=self._watch, name="lusifer-http-started", daemon=True).start()
+        try:
+            self.server.run()
+        finally:
+            self._retract()
 
     def start(self, timeout: float = 60.0) -> "AppServer":
         self.thread = threading.Thread(target=self.server.run, name="lusifer-http", daemon=True)
@@ -271,9 +310,11 @@ class AppServer:
             if not self.thread.is_alive() or time.monotonic() - t0 > timeout:
                 raise RuntimeError(f"the web server did not start on {self.config.host}:{self.config.port}")
             time.sleep(0.05)
+        self._announce()
         return self
 
     def close(self) -> None:
+        self._retract()
         self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(timeout=10)

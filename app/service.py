@@ -382,15 +382,17 @@ class RagService:
 
     def ingest(self, files: Sequence[tuple[str, str | os.PathLike]],
                on_progress: Callable[[IngestProgress], None] | None = None, on_conflict: str = "replace", *,
-               principal: Principal):
+               principal: Principal, paths_as_sources: bool = False):
         """Ingest uploaded ``(name, path)`` pairs (name: the file's name or path relative to what was uploaded);
         returns the IngestReport (per-file status and reasons). Each file gets a unique source
         (ingest/identity.py): a name a document already has replaces it (``on_conflict="replace"``) or is kept beside
         it under a numbered name (``"keep"``). The files are moved out of the web server's temp dir; the original of
-        each document is kept under the data dir until the document is deleted."""
+        each document is kept under the data dir until the document is deleted. ``paths_as_sources``: the names are
+        a command line's absolute paths (``lusifer-rag ingest`` through this server), kept as the sources as they
+        are (ingest/identity.py ``path_sources``), with no original kept, as an ingest in-process does."""
         import secrets
 
-        from lusifer_rag.ingest.identity import assign_sources
+        from lusifer_rag.ingest.identity import assign_sources, path_sources
 
         self.authorizer.require(principal, self.collection, "write", "add documents")
         if not files:
@@ -400,7 +402,8 @@ class RagService:
         uploads, token = self.uploads(), secrets.token_hex(8)
         with self._ingest_lock:
             existing = {md.get("source", "") for md in ing.documents().values()} if on_conflict == "keep" else ()
-            sources = assign_sources([name for name, _ in files], existing, on_conflict)
+            sources = (path_sources([name for name, _ in files]) if paths_as_sources
+                       else assign_sources([name for name, _ in files], existing, on_conflict))
             staged = {src: uploads.stage(path, i, token) for i, (src, (_, path)) in enumerate(zip(sources, files))}
             where = {str(p): src for src, p in staged.items()}
             ing.on_progress = (lambda done, total, result: on_progress(
@@ -413,7 +416,8 @@ class RagService:
                         {"source": r.source, "status": r.status, "doc_id": r.doc_id or None} for r in report.results])
                 for r in report.results:
                     _without_paths(r, where)
-                    if r.status in ("ingested", "replaced", "skipped") and r.doc_id and staged[r.source].exists():
+                    if (not paths_as_sources and r.status in ("ingested", "replaced", "skipped") and r.doc_id
+                            and staged[r.source].exists()):
                         uploads.keep(staged[r.source], r.doc_id, r.source)
                 return report
             finally:

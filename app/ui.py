@@ -711,9 +711,15 @@ def launch(demo: gr.Blocks, workspace: Workspace, host: str = "127.0.0.1", port:
            block: bool = True, quiet: bool = False):
     """Serve the app (app/server.py) on ``host`` (127.0.0.1 unless told otherwise). ``block=False``: in a background
     thread; returns the running AppServer (``close()`` stops it)."""
+    from lusifer_rag.store.lock import announce_serving
+
     from .server import AppServer, create_app
 
-    server = AppServer(create_app(workspace, demo, host=host, port=port), host, port, quiet=quiet)
+    def started(bound_host: str, bound_port: int):  # the CLI finds the server through the store's lock record
+        return announce_serving(workspace.store.location, bound_host, bound_port)
+
+    server = AppServer(create_app(workspace, demo, host=host, port=port), host, port, quiet=quiet,
+                       on_started=started)
     if block:
         server.serve_forever()
         return server

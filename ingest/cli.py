@@ -9,13 +9,14 @@ import signal
 import sys
 import threading
 
-from lusifer_rag.cli import command, store_args
+from lusifer_rag.cli import command, server_args, store_args
 from lusifer_rag.settings import Settings
 
 
 def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories (recursive)")
     store_args(p)
+    server_args(p)
     p.add_argument("--embedder", help="embedder spec for a new collection (an existing one keeps its own)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or cuda:N,M")
     p.add_argument("--dtype", help="float32, bfloat16 or float16")
@@ -45,8 +46,13 @@ def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from lusifer_rag.ingest.chunking import ChunkingParams
     from lusifer_rag.ingest.bounded_pool import FileLimits
     from lusifer_rag.ingest.pipeline import Ingestor
+    from lusifer_rag.frontdoor import remote_ingest, server_for
     from lusifer_rag.runtime import get_embedder, open_store_from
 
+    client = server_for(args, settings, "ingest")
+    if client is not None:  # a server holds the store (or --server): it ingests what we send it
+        with client:
+            return finish_ingest(remote_ingest(client, args, settings), args)
     if args.ray is not None:
         from lusifer_rag.ingest.ray_ingest import ingest_from_args
 
@@ -67,6 +73,12 @@ def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
             ing.acl_for = acl_function(settings.data_dir, settings.collection)  # who may read them in the app
             with cancel_on_interrupt(ing.cancel):
                 report = ing.ingest(args.paths, prune=args.prune)
+    return finish_ingest(report, args)
+
+
+def finish_ingest(report, args: argparse.Namespace) -> int:
+    """The end of an ingest, in this process or through a server: the --report file, failures, duplicates, pages
+    without text, the summary; the exit code."""
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             json.dump(report.to_json(), f, ensure_ascii=False, indent=2)
@@ -86,8 +98,11 @@ def ingest_cmd(args: argparse.Namespace, settings: Settings) -> int:
     return report.exit_code
 
 
+CANCELLING = "cancelling: stopping the workers and writing what is done (Ctrl-C again to stop at once)"
+
+
 @contextlib.contextmanager
-def cancel_on_interrupt(cancel):
+def cancel_on_interrupt(cancel, message: str = CANCELLING):
     """Ctrl-C (SIGINT) calls ``cancel()`` once: the ingest stops cleanly, with what was written kept; a second
     Ctrl-C interrupts at once (a crash, also resumable)."""
     if threading.current_thread() is not threading.main_thread():
@@ -97,8 +112,7 @@ def cancel_on_interrupt(cancel):
 
     def on_interrupt(signum, frame):
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        print("\ncancelling: stopping the workers and writing what is done (Ctrl-C again to stop at once)",
-              file=sys.stderr, flush=True)
+        print(f"\n{message}", file=sys.stderr, flush=True)
         cancel()
 
     signal.signal(signal.SIGINT, on_interrupt)
@@ -136,6 +150,7 @@ def read_secret(prompt: str) -> str:
 
 def _stats_args(p: argparse.ArgumentParser) -> None:
     store_args(p)
+    server_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--documents", action="store_true",
                    help="also list every document: its id, the sha256 of its file, language, chunks and source")
@@ -143,12 +158,18 @@ def _stats_args(p: argparse.ArgumentParser) -> None:
 
 @command("stats", "points, documents and languages of a collection, and its embedder", _stats_args)
 def stats_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    from lusifer_rag.frontdoor import remote_stats, server_for
     from lusifer_rag.runtime import open_store_from
 
-    with open_store_from(settings) as store:
-        stats = collection_stats(store, settings.collection)
-        if args.documents:
-            stats["document_list"] = document_list(store, settings.collection)
+    client = server_for(args, settings, "stats")
+    if client is not None:
+        with client:
+            stats = remote_stats(client, settings.collection, args.documents)
+    else:
+        with open_store_from(settings) as store:
+            stats = collection_stats(store, settings.collection)
+            if args.documents:
+                stats["document_list"] = document_list(store, settings.collection)
     if args.json:
         print(json.dumps(stats, ensure_ascii=False, indent=2))
     else:

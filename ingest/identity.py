@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import unicodedata
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable, Sequence
 
 from lusifer_rag.errors import RagError
@@ -60,6 +60,28 @@ def assign_sources(names: Sequence[str], existing: Iterable[str], on_conflict: s
             candidate = numbered(name, n)
         taken.add(candidate)
         out.append(candidate)
+    return out
+
+
+MAX_PATH_CHARS = 4096
+
+
+def path_sources(names: Sequence[str]) -> list[str]:
+    """The names of a command-line ingest sent through a server (``lusifer-rag ingest`` while ``serve`` runs):
+    the files' absolute paths on the client, kept as the sources exactly as an ingest in this process names them,
+    so that the same file is the same document whichever way it came. Each must be absolute, without '.' or '..'
+    parts or control characters; they only name documents (nothing on the server is read at them)."""
+    out = []
+    for raw in names:
+        text = str(raw or "")
+        parts = re.split(r"[\\/]", text)
+        absolute = PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute()
+        if (not absolute or len(text) > MAX_PATH_CHARS or _CONTROL.search(text)
+                or any(part in (".", "..") for part in parts)):
+            raise RagError(f"{text[:100]!r} is not a file's absolute path; with paths_as_sources every name must "
+                           "be one (as `lusifer-rag ingest` names documents: no '.' or '..' parts, no control "
+                           f"characters, at most {MAX_PATH_CHARS} characters)")
+        out.append(text)
     return out
 
 

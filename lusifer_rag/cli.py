@@ -28,6 +28,14 @@ def store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="embedded store directory or Qdrant server URL (default: settings)")
 
 
+def server_args(p: argparse.ArgumentParser) -> None:
+    """--server and --api-key: where the work goes when a lusifer-rag server runs (lusifer_rag/frontdoor.py)."""
+    p.add_argument("--server", metavar="URL", help="send the work to the lusifer-rag server at URL (default: "
+                   "LUSIFER_RAG_SERVER, else the server running on the store, if any, else this process)")
+    p.add_argument("--api-key", metavar="KEY", help="API key for the server, sent as 'Authorization: Bearer KEY'; "
+                   "'-' asks for it (default: LUSIFER_RAG_API_KEY, which keeps it out of the process list)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedder", help="embedder spec (default: settings / LUSIFER_RAG_EMBEDDER)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or cuda:N,M")
@@ -170,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         overrides = {k: getattr(args, k, None)
-                     for k in ("embedder", "device", "dtype", "store", "collection", "same_language_pivot")}
+                     for k in ("embedder", "device", "dtype", "store", "collection", "same_language_pivot",
+                               "server", "api_key")}
         settings = Settings.from_env(**overrides)
         return _COMMANDS[args.command][1](args, settings)
     except LusiferRagError as e:

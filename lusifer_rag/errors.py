@@ -73,3 +73,19 @@ class ThrottledError(AccessError):
     def __init__(self, message: str, retry_after: float):
         super().__init__(message, status=429)
         self.retry_after = retry_after
+
+
+class ServerUnreachableError(LusiferRagError):
+    """A lusifer-rag server (``--server``, or the one found serving the store) cannot be reached: connection
+    refused, name not known, timed out."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class ServerError(RagError):
+    """A lusifer-rag server refused a request (4xx: ``status``; ``detail``: its own ``{"error": message}``) or
+    failed (5xx)."""
+
+    def __init__(self, message: str, status: int, detail: str = ""):
+        super().__init__(message)
+        self.status, self.detail = status, detail

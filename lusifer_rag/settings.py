@@ -89,6 +89,8 @@ class Settings:
     trusted_user_header: str = setting("X-Forwarded-User", "Trusted-header sign-in: the header a trusted proxy puts the user name in.")
     trusted_groups_header: str = setting("X-Forwarded-Groups", "Trusted-header sign-in: the header a trusted proxy lists the user's groups in (comma-separated; a missing header: no groups); empty: groups are not synced.")
     max_upload_mb: int = setting(50, "Largest file the web app accepts for upload, in MB.")
+    server: str | None = setting(None, "URL of a running lusifer-rag server (http://host:port) that `lusifer-rag ingest/search/stats/ask` send their work to; unset: the one serving the store, found through its lock record, else none (the work runs in this process).")
+    api_key: str | None = setting(None, "API key the command line and LangChain (LusiferRetriever.from_server) send to a lusifer-rag server, as 'Authorization: Bearer <key>'.")
     search_concurrency: int = setting(32, "Searches and answers the web app runs at once (their embeddings are batched together; ingestion runs one at a time).")
 
     @classmethod

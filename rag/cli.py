@@ -6,13 +6,14 @@ import argparse
 import json
 import sys
 
-from lusifer_rag.cli import command, store_args
+from lusifer_rag.cli import command, server_args, store_args
 from lusifer_rag.settings import Settings
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("query")
     store_args(p)
+    server_args(p)
     p.add_argument("--k", type=int, default=10, help="results to return")
     p.add_argument("--lang", action="append", help="only documents in this language (repeatable)")
     p.add_argument("--source", action="append", help="only this source (repeatable)")
@@ -39,15 +40,25 @@ def make_retriever(settings: Settings, store):
 
 @command("search", "search a collection in any language", _search_args)
 def search_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    from lusifer_rag.frontdoor import remote_search, server_for
     from lusifer_rag.runtime import open_store_from
 
     from .retrieval import SearchFilters
 
+    client = server_for(args, settings, "search")
+    if client is not None:
+        with client:
+            return print_hits(remote_search(client, args, settings), args.json)
     with open_store_from(settings) as store:
         retriever = make_retriever(settings, store)
         hits = retriever.search(args.query, k=args.k, filters=SearchFilters(languages=args.lang, sources=args.source),
                                 mode=args.mode, score_threshold=args.min_score, mmr=args.mmr, debias=args.debias)
-    if args.json:
+    return print_hits(hits, args.json)
+
+
+def print_hits(hits, as_json: bool) -> int:
+    """A search's hits (RetrievedChunks) as the command prints them: ranked lines, or JSON."""
+    if as_json:
         print(json.dumps([{"rank": i + 1, "score": round(h.score, 6), "source": h.source, "page": h.page,
                            "page_end": h.page_end, "language": h.language, "chunk_id": h.id, "text": h.text}
                           for i, h in enumerate(hits)], ensure_ascii=False, indent=2))
@@ -64,6 +75,7 @@ def search_cmd(args: argparse.Namespace, settings: Settings) -> int:
 def _ask_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("question")
     store_args(p)
+    server_args(p)
     p.add_argument("--k", type=int, help="passages to retrieve (default: settings top_k)")
     p.add_argument("--answer-lang", help="answer language code (default: the question's language)")
     p.add_argument("--lang", action="append", help="only documents in this language (repeatable)")
@@ -87,10 +99,23 @@ def make_answerer(settings: Settings, embedder):
 
 @command("ask", "answer a question from a collection, with citations, in the question's language", _ask_args)
 def ask_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    from lusifer_rag.frontdoor import remote_ask, server_for
     from lusifer_rag.runtime import open_store_from
 
     from .retrieval import SearchFilters
 
+    client = server_for(args, settings, "ask")
+    if client is not None:
+        with client:
+            answer = remote_ask(client, args, settings)
+        if args.json:
+            print(json.dumps(answer, ensure_ascii=False, indent=2))
+            return 0
+        sys.stdout.write(answer.get("answer", ""))
+        print()
+        print_sources([(c.get("n"), c.get("source", ""), c.get("page"), c.get("language", ""))
+                       for c in answer.get("citations") or []])
+        return 0
     if args.llm_backend:
         settings.llm_backend = args.llm_backend
     with open_store_from(settings) as store:
@@ -109,9 +134,15 @@ def ask_cmd(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 answer = part
     print()
-    if answer is not None and answer.citations:
-        print("\nSources:")
-        for c in answer.citations:
-            page = f", p.{c.chunk.page}" if c.chunk.page else ""
-            print(f"  [{c.number}] {c.chunk.source}{page} ({c.chunk.language})")
+    if answer is not None:
+        print_sources([(c.number, c.chunk.source, c.chunk.page, c.chunk.language) for c in answer.citations])
     return 0
+
+
+def print_sources(citations: list[tuple]) -> None:
+    """An answer's sources: (number, source, page, language) each."""
+    if citations:
+        print("\nSources:")
+        for number, source, page, language in citations:
+            where = f", p.{page}" if page else ""
+            print(f"  [{number}] {source}{where} ({language})")

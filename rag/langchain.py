@@ -4,6 +4,11 @@
 >>> from lusifer_rag.langchain import LusiferRetriever
 >>> retriever = LusiferRetriever.from_collection("documents", k=5)
 >>> docs = retriever.invoke("Ni nani ana haki ya elimu?", k=3)
+
+Through a running lusifer-rag server's HTTP API instead (``from_collection`` goes there by itself when the server
+holds the store):
+
+>>> retriever = LusiferRetriever.from_server("http://127.0.0.1:7860", api_key=None, collection="documents", k=5)
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
+
+from lusifer_rag.remote import RemoteRetriever
 
 from .retrieval import Retriever, SearchFilters
 from .types import RetrievedChunk
@@ -65,7 +72,7 @@ class LusiferRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    retriever: Retriever
+    retriever: Retriever | RemoteRetriever
     k: int = 4
     languages: Sequence[str] | None = None
     sources: Sequence[str] | None = None
@@ -77,14 +84,40 @@ class LusiferRetriever(BaseRetriever):
     @classmethod
     def from_collection(cls, collection: str, store: str | None = None, settings: Any = None, **kwargs: Any) -> "LusiferRetriever":
         """Open ``collection`` with the embedder it was built with (store, device and search options from
-        settings)."""
+        settings). When a lusifer-rag server holds that store, through the server (``from_server``)."""
+        from lusifer_rag.remote import find_server
         from lusifer_rag.runtime import collection_embedder, open_store_from
         from lusifer_rag.settings import Settings
 
         settings = settings or Settings.from_env(store=store)
+        url = find_server(settings.store_location)
+        if url is not None:
+            import logging
+
+            logging.getLogger(__name__).info("the store %s is served by the lusifer-rag server at %s: searching "
+                                             "through it", settings.store_location, url)
+            return cls.from_server(url, api_key=settings.api_key, collection=collection, **kwargs)
         st = open_store_from(settings)
         emb = collection_embedder(st, collection, settings)
         return cls(retriever=Retriever.from_settings(st, collection, emb, settings), **kwargs)
+
+    @classmethod
+    def from_server(cls, url: str | None = None, api_key: str | None = None, collection: str | None = None,
+                    **kwargs: Any) -> "LusiferRetriever":
+        """Search ``collection`` (None: every collection the server has) through the lusifer-rag server at ``url``
+        (default: LUSIFER_RAG_SERVER), sending ``api_key`` (default: LUSIFER_RAG_API_KEY) as a Bearer token.
+        ``kwargs``: ``k``, ``languages``, ``sources``, ``mode``, ``score_threshold`` (applied to the server's
+        results); MMR and ``debias`` need ``from_collection``."""
+        from lusifer_rag.errors import ConfigError
+        from lusifer_rag.remote import ServerClient
+        from lusifer_rag.settings import Settings
+
+        if url is None or api_key is None:
+            settings = Settings.from_env()
+            url, api_key = url or settings.server, api_key if api_key is not None else settings.api_key
+        if not url:
+            raise ConfigError("give the server's URL (from_server('http://host:port')) or set LUSIFER_RAG_SERVER")
+        return cls(retriever=RemoteRetriever(ServerClient(url, api_key=api_key), collection), **kwargs)
 
     def _search(self, query: str, **overrides: Any) -> list[Document]:
         opts = {"k": self.k, "languages": self.languages, "sources": self.sources, "mode": self.mode,

@@ -5,6 +5,10 @@ who holds it. The OS drops the lock when the holder dies, so a stale record neve
 opener takes the lock and overwrites the record. A second process fails at once with a StoreError naming the
 holder — no waiting, so no hang, and it never touches the data. The record is the holder's own (mode 0600) and
 carries no secret: values of password/key/token/secret options and passwords in URLs are redacted from its argv.
+
+A process that serves the store over HTTP (``lusifer-rag serve``) adds where it listens to its record (``serve``:
+host, port, scheme) once bound; ``serving_record`` reads it back for another process, which then sends its work to
+that server instead of failing on the lock (lusifer_rag/remote.py).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ except ImportError:  # Windows
     import msvcrt
 
 LOCK_NAME = ".lock"
+#: this process's held locks by the real path of their directory (to add to their records)
+_HELD: dict[str, "StoreLock"] = {}
 HOLDER_NAME = ".lock.holder.json"
 REDACTED = "***"
 _SECRET_WORDS = {"password", "passwd", "passphrase", "secret", "token", "key", "apikey"}
@@ -104,6 +110,7 @@ class StoreLock:
         self.lock_path = self.directory / LOCK_NAME
         self.holder_path = self.directory / HOLDER_NAME
         self._fd: int | None = None
+        self._record: dict[str, Any] = {}
 
     def read_holder(self) -> dict[str, Any] | None:
         try:
@@ -116,29 +123,54 @@ class StoreLock:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         if not _try_lock(fd):
             os.close(fd)
+            record = self.read_holder()
+            starting = (" It is a `lusifer-rag serve` that does not listen yet: once it does, `lusifer-rag ingest`, "
+                        "`search`, `stats` and `ask` go through it." if record and "serve" not in record
+                        and (record.get("argv") or [])[1:2] == ["serve"] else "")
             raise StoreError(
-                f"the embedded store {self.directory} is in use by {describe_holder(self.read_holder())}. "
+                f"the embedded store {self.directory} is in use by {describe_holder(record)}. "
                 "Only one process can open an embedded store at a time. Use the running app (its web UI or API), "
                 "stop that process, or run a Qdrant server and point every process at it with --store http://HOST:6333"
+                + starting
             )
         self._fd = fd
-        record = {
+        self._record = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "argv": redact_argv(list(sys.argv)),
             "since": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
         }
+        self._write_record()
+        _HELD[os.path.realpath(self.directory)] = self
+        return self
+
+    def _write_record(self) -> None:
         tmp = self.holder_path.with_name(f"{HOLDER_NAME}.{os.getpid()}.tmp")
         fd_tmp = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd_tmp, "w", encoding="utf-8") as f:
             os.fchmod(f.fileno(), 0o600)  # a leftover tmp file of another mode is ours to fix
-            f.write(json.dumps(record))
+            f.write(json.dumps(self._record))
         os.replace(tmp, self.holder_path)  # readers never see a half-written record
-        return self
+
+    def annotate(self, **fields: Any) -> None:
+        """Set (or, with None, remove) fields of this process's holder record, e.g. ``serve``; the record stays
+        0600, its argv redacted."""
+        if self._fd is None:
+            raise StoreError(f"the lock of {self.directory} is not held by this process")
+        for key, value in fields.items():
+            if key in ("pid", "host", "argv", "since"):
+                raise ValueError(f"{key!r} is the lock's own field")
+            if value is None:
+                self._record.pop(key, None)
+            else:
+                self._record[key] = value
+        self._write_record()
 
     def release(self) -> None:
         if self._fd is None:
             return
+        if _HELD.get(os.path.realpath(self.directory)) is self:
+            del _HELD[os.path.realpath(self.directory)]
         try:
             self.holder_path.unlink(missing_ok=True)
             _unlock(self._fd)
@@ -149,3 +181,48 @@ class StoreLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+
+def held_lock(directory: str | os.PathLike) -> StoreLock | None:
+    """The lock of ``directory`` if this process holds it."""
+    return _HELD.get(os.path.realpath(directory))
+
+
+def serving_record(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """The holder record of a store directory whose lock is held (by any process, this one too) by a process that
+    serves it over HTTP (the record has ``serve``); None when the lock is free (a record left by a process that died
+    is stale), held by a process that does not serve, or there is no store there. A lock held elsewhere is seen by
+    taking it for an instant, non-blocking: it is released at once when it was free."""
+    lock_path = Path(directory) / LOCK_NAME
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except OSError:
+        try:  # another user's store: its lock file is read-only to us (flock works on it all the same)
+            fd = os.open(lock_path, os.O_RDONLY)
+        except OSError:
+            return None
+    try:
+        if _try_lock(fd):
+            _unlock(fd)
+            return None
+    finally:
+        os.close(fd)
+    record = StoreLock(directory).read_holder()
+    return record if record and isinstance(record.get("serve"), dict) else None
+
+
+def announce_serving(directory: str | os.PathLike, host: str, port: int, scheme: str = "http"):
+    """Record in this process's lock record of store ``directory`` that it serves the store at
+    ``scheme://host:port`` (``serve``); returns what takes it back out. Nothing (and a no-op) when this process
+    does not hold that directory's lock (a Qdrant server store, a store opened elsewhere)."""
+    lock = held_lock(directory)
+    if lock is None:
+        return lambda: None
+    serve = {"host": host, "port": int(port), "scheme": scheme}
+    lock.annotate(serve=serve)
+
+    def retract() -> None:
+        if lock.held and lock._record.get("serve") == serve:
+            lock.annotate(serve=None)
+
+    return retract
