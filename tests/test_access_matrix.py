@@ -248,3 +248,32 @@ def test_anonymous_callers_and_bad_keys_get_nothing(world):
         from lusifer_rag.app import viewer
 
         viewer.view(app.workspace.service("alice-notes"), bob_doc, principal=_principal(app, "alice"))
+
+
+@pytest.mark.parametrize("who", sorted(READS))
+def test_the_cli_and_langchain_through_the_server_see_what_the_key_may_read(world, who):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from lusifer_rag.rag.langchain import LusiferRetriever
+
+    app, keys = world
+    retriever = LusiferRetriever.from_server(app.url, api_key=keys[who], k=10)
+    for coll, (_, fname, text) in DOCS.items():
+        docs = retriever.invoke(text)
+        assert any(d.metadata.get("source") == fname for d in docs) == (coll in READS[who]), (who, coll)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUSIFER_RAG_")}
+    own = sorted(READS[who] - {"open"})[0]
+    other = next(c for c in DOCS if c not in READS[who]) if who != "root" else None
+    for coll in filter(None, (own, other)):
+        fname, text = DOCS[coll][1], DOCS[coll][2]
+        r = subprocess.run([sys.executable, "-m", "lusifer_rag", "search", text, "--collection", coll, "--json",
+                            "--server", app.url, "--api-key", keys[who]], capture_output=True, text=True, env=env,
+                           timeout=300)
+        if coll == own:
+            assert r.returncode == 0, r.stderr
+            assert fname in {h["source"] for h in json.loads(r.stdout)}
+        else:
+            assert r.returncode != 0 and "that you may read" in r.stderr and DOCS[coll][2] not in r.stdout, r.stderr

@@ -57,7 +57,7 @@ def test_each_user_sees_only_their_collections_uploads_and_signs_out(tmp_path, e
             upload.write_text(f"Minutes of {who}'s team meeting: the red kayak is stored in the boathouse.",
                               encoding="utf-8")
             page.locator("#upload-files input[type=file]").set_input_files(str(upload))
-            expect(page.locator("#upload-files")).to_contain_text("KB")
+            expect(page.locator("#upload-files")).to_contain_text(re.compile(r"\d\s*[KM]?B"))  # uploaded: its size shows
             page.locator("#ingest-btn").click()
             expect(page.locator("#ingest-status")).to_contain_text("1 ingested", timeout=180_000)
             expect(page.locator("#documents")).to_contain_text(upload.name)
