@@ -103,7 +103,9 @@ def passage_html(text: str, span: tuple[int, int] | list[int] | None = None) -> 
 
 def render_hits(hits: list[dict]) -> str:
     if not hits:
-        return "<p class='lr-empty'>No results. Upload documents in the <b>Documents</b> tab, or widen the filters.</p>"
+        # empty: no passage reached the relevance floor, or nothing is searchable yet
+        return ("<p class='lr-empty'>Nothing relevant found. Try other words or widen the filters; documents are "
+                "added in the <b>Documents</b> tab.</p>")
     cards = []
     for h in hits:
         page = page_label(h.get("page"), h.get("page_end"))

@@ -126,7 +126,7 @@ def test_render_hits_escapes_and_marks():
                         "text": text, "highlight": [a, len(text)]}])
     assert "&lt;b&gt;bold&lt;/b&gt;" in out and "a&lt;b&gt;.txt" in out
     assert "<mark>Second sentence here.</mark>" in out and "p. 2–3" in out
-    assert "No results" in render_hits([])
+    assert "Nothing relevant found" in render_hits([])
 
 
 def test_answer_language_choices_start_with_auto():
