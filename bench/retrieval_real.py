@@ -166,6 +166,9 @@ def rows_for(emb, baseline: str) -> dict:
         f"previous default ({baseline}: hybrid + centring)": lambda st, c: Old(st, c, emb),
         "debias=offsets (opt-in)": lambda st, c: Retriever(st, c, emb, debias="offsets"),
         "debias=centre (opt-in)": lambda st, c: Retriever(st, c, emb, debias="centre"),
+        "debias=reference (opt-in, w=0.75)": lambda st, c: Retriever(st, c, emb, debias="reference"),
+        "debias=reference, w=0.5 (not chosen)": lambda st, c: Retriever(st, c, emb, debias="reference",
+                                                                         reference_weight=0.5),
         "default (hybrid, raw cosines)": lambda st, c: Retriever(st, c, emb),
     }
 

@@ -20,8 +20,9 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=["dense", "hybrid", "sparse"], help="retrieval mode (default: settings)")
     p.add_argument("--mmr", action="store_true", help="diversify results (maximal marginal relevance)")
     p.add_argument("--min-score", type=float, help="drop results scoring below this")
-    p.add_argument("--debias", choices=["off", "offsets", "centre", "auto", "on"],
-                   help="language-bias correction: off (default), offsets, centre (parallel collections); auto/on: old names")
+    p.add_argument("--debias", choices=["off", "offsets", "reference", "centre", "auto", "on"],
+                   help="language-bias correction: off (default), reference (finds more across languages), offsets, "
+                        "centre (parallel collections); auto/on: old names")
     p.add_argument("--same-language-pivot", action="store_true", default=None,
                    help="parallel collection (translated editions): expand the query with its best same-language "
                         "match (default: settings)")

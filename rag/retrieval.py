@@ -24,10 +24,11 @@ from lusifer_rag.store.filters import both
 
 from .language_bias import (FEEDBACK_DOCS, TRANSLATION_POOL, LanguageMeans, exact_matches, feedback_query,
                             keep_exact_matches, translation_group_scores)
+from .reference_offsets import REFERENCE_WEIGHT
 from .types import RetrievedChunk
 
 MODES = ("dense", "sparse", "hybrid")
-DEBIAS = ("off", "offsets", "centre", "auto", "on")
+DEBIAS = ("off", "offsets", "reference", "centre", "auto", "on")
 #: earlier names: "auto" (centring on mixed collections, the default until bench/retrieval_real.py showed it below
 #: the raw model on collections that are not parallel) now means the default, "off"; "on" is "centre"
 DEBIAS_ALIASES = {"auto": "off", "on": "centre"}
@@ -103,7 +104,8 @@ class Retriever:
                  debias: str = "off", sparse_weight: float = 1.0, rrf_k: int = 60, fetch_k: int = 40,
                  exact: bool = False, beams: tuple[int | None, int | None] | None = None,
                  feedback_docs: int = FEEDBACK_DOCS, translation_pool: int = TRANSLATION_POOL,
-                 same_language_pivot: bool = False, per_language_k: int = 10, min_relevance: float | None = None):
+                 same_language_pivot: bool = False, per_language_k: int = 10, min_relevance: float | None = None,
+                 reference_weight: float = REFERENCE_WEIGHT):
         """``exact``: every store query brute force (no HNSW, no quantization): the reference for recall checks.
         ``beams``: the HNSW beams of the (uncentred, centred) dense legs; None: by collection size (LEG_BEAMS).
         ``feedback_docs``: a centred search searches once more with the query expanded by the centred vectors of its
@@ -134,6 +136,8 @@ class Retriever:
             raise ConfigError(f"same_language_pivot must be True or False; got {same_language_pivot!r}")
         self.same_language_pivot = same_language_pivot
         self.per_language_k, self.min_relevance = per_language_k, min_relevance
+        self.reference_weight = reference_weight  # debias="reference": share of the language gap taken off
+        self._shifts = None  # debias="reference": the embedder's ReferenceShifts, on first use
         self._size = (-1, None, -1.0)  # (point count, store write_version, monotonic time) for the beams
         self.sparse = BM25SparseEncoder(embedder.tokenizer)
         self.means = LanguageMeans(store, collection)
@@ -221,16 +225,16 @@ class Retriever:
                                     payload=LEG_PAYLOAD)
             ranked = [_Candidate(h.id, _language_of(h), _doc_of(h), score=h.score) for h in hits]  # BM25 scores
             return self._finish(q, ranked, k, score_threshold, mmr, mmr_lambda, False)
-        offsets = choice == "offsets"
+        offsets = choice in ("offsets", "reference")
         if offsets:
             self.means.refresh()
         if score_threshold is None:  # what counts as relevant at all ("nothing relevant found" below it)
-            score_threshold = self.min_relevance if not offsets else None
+            score_threshold = self.min_relevance if choice != "offsets" else None
         pool = max(self.fetch_k, 4 * k) if (offsets or mmr or mode == "hybrid") else k
         beam = self._leg_beams()[0]
         legs = [dict(dense=q, hnsw_ef=beam)]
         one_language = filters is not None and filters.languages and len(set(filters.languages)) == 1
-        if offsets and self.means.languages() >= 2 and not one_language:
+        if offsets and self.per_language_k > 0 and self.means.languages() >= 2 and not one_language:
             # the best few of each language: a match in another language that the raw ranking buries under the
             # query's own language stays a candidate
             legs += [dict(dense=q, hnsw_ef=beam, k=max(self.per_language_k, k),
@@ -250,13 +254,19 @@ class Retriever:
         for h in sparse_hits:
             cands.setdefault(h.id, _candidate(h))
         sparse_order = [h.id for h in sparse_hits]
-        if offsets:
+        if mode == "hybrid" or choice == "reference":
+            query_language = query_language or self._query_language(query)
+        if choice == "reference":
+            self._fill_scores(cands, q, flt)
+            if self.means.languages() >= 2 and not one_language:  # else no language gap to correct
+                self._reference_scores(cands, q, query_language)
+        elif offsets:
             self._offset_scores(cands, q)
         else:
             self._fill_scores(cands, q, flt)  # chunks only the BM25 leg found: their cosine
         dense_order = sorted(cands, key=lambda i: -cands[i].score)
         if mode == "hybrid":
-            order = self._fuse(cands, dense_order, sparse_order, query_language or self._query_language(query))
+            order = self._fuse(cands, dense_order, sparse_order, query_language)
         else:
             order = dense_order
         return self._finish(q, [cands[i] for i in order], k, score_threshold, mmr, mmr_lambda, False)
@@ -283,6 +293,28 @@ class Retriever:
             scores = scores - np.array([background[lang] for lang in langs])
         for i, sc in zip(have, scores):
             cands[i].score = float(sc)
+
+    def _reference_scores(self, cands: dict[str, _Candidate], q: np.ndarray, query_lang: str) -> None:
+        """debias="reference": each candidate's cosine less the language gap its vector shows against the query's
+        language, measured on a parallel reference text (:mod:`~lusifer_rag.rag.reference_offsets`): what the
+        chunk would score if its language were the query's."""
+        from .reference_offsets import ReferenceShifts, reference_offsets
+
+        if self._shifts is None:
+            self._shifts = ReferenceShifts.shared(self.embedder)
+        basis = self._shifts.basis([*self.means.means, query_lang])  # (r, dim) the languages' directions
+        ids = [i for i, c in cands.items() if np.isfinite(c.score)]
+        if not len(basis) or not ids:
+            return
+        vec_of = {p.id: p.vector for p in self.store.retrieve(self.collection, ids, with_payload=False,
+                                                              with_vectors=True) if p.vector is not None}
+        ids = [i for i in ids if i in vec_of]
+        if not ids:
+            return
+        origin = self._shifts.english_mean() + self._shifts.get([query_lang]).get(query_lang, 0.0)
+        off = reference_offsets(q, np.stack([vec_of[i] for i in ids]), basis, origin, self.reference_weight)
+        for i, o in zip(ids, off):
+            cands[i].score = float(cands[i].score - o)
 
     def _search_centred(self, query: str, k: int, filters: SearchFilters | None, mode: str,
                         score_threshold: float | None, mmr: bool, mmr_lambda: float, debias: str,
