@@ -80,7 +80,7 @@ def test_ingest_stores_them_by_setting(services):
                                    "Kila mtu ana haki ya kufanya kazi"])
 def test_highlights_from_stored_vectors_equal_embedding_per_search(services, query):
     with_sv, without = services["with"], services["without"]
-    hits = with_sv.search(query, k=5, highlight=False)
+    hits = with_sv.search(query, k=5, highlight=False, principal=LOCAL)
     assert len(hits) == 5 and all(h.chunk.sentence_vectors for h in hits)
     cached = dict(with_sv._sentence_cache)
     stored = with_sv.highlight(query, [h.chunk for h in hits])
@@ -88,6 +88,6 @@ def test_highlights_from_stored_vectors_equal_embedding_per_search(services, que
     per_search = with_sv.highlight(query, [h.chunk.text for h in hits])  # plain texts: sentences embedded now
     assert stored == per_search and all(stored)
     # the collection without them highlights the same passages the same way, by embedding per search
-    plain = without.search(query, k=5)
+    plain = without.search(query, k=5, principal=LOCAL)
     assert [h.chunk.text for h in plain] == [h.chunk.text for h in hits]
     assert [h.highlight for h in plain] == stored
