@@ -591,8 +591,8 @@ class RagService:
 def _without_paths(result, where: dict[str, str]):
     """``result`` with the server paths of staged uploads in its message replaced by their names."""
     for path, name in where.items():
-        if path in result.message:
-            result.message = result.message.replace(path, name)
+        if path in result.message:  # "name: <staged path>: reason" (the pipeline prefixes the name) -> "name: reason"
+            result.message = result.message.replace(f"{name}: {path}", name).replace(path, name)
     return result
 
 

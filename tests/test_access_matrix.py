@@ -105,9 +105,13 @@ def test_search_ask_list_and_open_show_exactly_what_each_user_may_read(world, wh
             assert error_of(out) == "", out
             assert any(h["source"] == fname for h in out["output"]["data"][0]) == may
             assert any(h.chunk.source == fname for h in app.workspace.search(query, k=10, principal=p)) == may
-            # ask: the passages given to the answerer
+            # ask: the passages given to the answerer, through the API and the UI's own event
             ans = api.post("api/v1/ask", json={"question": query + "?", "k": 5}).json()
             assert any(c["source"] == fname for c in ans["contexts"]) == may, (who, coll, ans["contexts"])
+            out = call_fn(ui, _fn(app, "ask_api"), [query + "?", "auto", [], 5, [], []])
+            assert error_of(out) == "", out
+            final = out["output"]["data"][0]
+            assert final["done"] and any(c["source"] == fname for c in final["contexts"]) == may
             # document list, stats, the viewer and the original file
             r = api.get("api/v1/documents", params={"collection": coll})
             assert (r.status_code == 200 and [d["doc_id"] for d in r.json()] == [ids[coll]]) if may else \
@@ -267,6 +271,14 @@ def test_the_cli_and_langchain_through_the_server_see_what_the_key_may_read(worl
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUSIFER_RAG_")}
     own = sorted(READS[who] - {"open"})[0]
     other = next(c for c in DOCS if c not in READS[who]) if who != "root" else None
+    if other is not None:  # statistics and an ingest into another's collection are refused through the server
+        note = app.workspace.settings.data_dir / f"{who}_note.txt"
+        note.write_text("A note that must not land in another user's collection.", encoding="utf-8")
+        for cmd in (["stats", "--json"], ["ingest", str(note)]):
+            r = subprocess.run([sys.executable, "-m", "lusifer_rag", *cmd, "--collection", other, "--server", app.url,
+                                "--api-key", keys[who]], capture_output=True, text=True, env=env, timeout=300)
+            assert r.returncode != 0 and "may not" in r.stderr, (cmd, r.stdout, r.stderr)
+        assert all(d["source"] != str(note) for d in app.workspace.service(other).documents(principal=LOCAL))
     for coll in filter(None, (own, other)):
         fname, text = DOCS[coll][1], DOCS[coll][2]
         r = subprocess.run([sys.executable, "-m", "lusifer_rag", "search", text, "--collection", coll, "--json",

@@ -136,3 +136,16 @@ def test_answer_language_choices_start_with_auto():
     choices = language_choices()
     assert choices[0] == ("Same as the question", "auto")
     assert {code for _, code in choices[1:]} == set(LANGUAGE_NAMES)
+
+
+def test_a_failed_uploads_message_names_it_once_and_never_the_staged_path():
+    from types import SimpleNamespace
+
+    from lusifer_rag.app.service import _without_paths
+
+    staged = "/srv/data/uploads/.staging/ab12/0"
+    r = SimpleNamespace(message=f"report.docx: {staged}: too-large: word/document.xml unpacks to more than 64 MB")
+    assert _without_paths(r, {staged: "report.docx"}).message == \
+        "report.docx: too-large: word/document.xml unpacks to more than 64 MB"
+    r = SimpleNamespace(message=f"cannot parse {staged}")
+    assert _without_paths(r, {staged: "a/report.docx"}).message == "cannot parse a/report.docx"
