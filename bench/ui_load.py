@@ -110,7 +110,8 @@ async def _search_once(client, url: str, q: str, k: int, highlight: bool) -> tup
                     data = line[5:].strip()
                     break
         hits = json.loads(data)[0] if kind == "complete" and data else None
-        err = None if isinstance(hits, list) and hits else f"{kind}: {data!r:.120}"
+        # an empty list is an answer (no passage above the relevance floor), not an error
+        err = None if isinstance(hits, list) else f"{kind}: {data!r:.120}"
     except Exception as e:  # counted and shown, the run goes on
         err = f"{type(e).__name__}: {e}"
     return time.perf_counter() - t, err
