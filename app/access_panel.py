@@ -50,8 +50,9 @@ def revoke_key(ws, principal: Principal, prefix: str) -> str:
     ident = _directory(ws)
     if principal.user_id is None:
         raise AccessError("sign in to revoke API keys", status=401)
-    prefix = (prefix or "").strip()
-    prefix = prefix.split("_")[1] if prefix.startswith("lrk_") and prefix.count("_") >= 1 else prefix
+    from .identity import key_prefix
+
+    prefix = key_prefix(prefix)
     ident.revoke_key(prefix, principal.name, by=principal)  # only one's own: another's is "no API key"
     return f"Revoked key `{html.escape(prefix)}`."
 

@@ -239,7 +239,7 @@ def api_router(ws) -> APIRouter:
         return {"deleted": name, "documents": ws.drop_collection(name, principal=caller(request))}
 
     # ---- access: grants and API keys (multi-user mode) --------------------------------------------
-    def _directory(p: Principal):
+    def _directory():
         if not policy.multi_user:
             raise RagError("grants and API keys need users: create the first with `lusifer-rag users add NAME --admin`")
         return ws.identity
@@ -248,7 +248,7 @@ def api_router(ws) -> APIRouter:
     def grants(request: Request, name: str) -> dict:
         """Who may use the collection: owner, public, grants (needs admin on it)."""
         p = caller(request)
-        ident = _directory(p)
+        ident = _directory()
         ws.authorizer.require(p, name, "admin", "see the collection's grants")
         info = ident.collection_info(name)
         return {"collection": name, "owner": ident.describe(info["owner"]) if info["owner"] else None,
@@ -259,7 +259,7 @@ def api_router(ws) -> APIRouter:
         """Give a user, a group or everyone signed in (public) a level on the collection (needs admin on it); the
         chunks' acl payloads follow before the next read, without re-embedding."""
         p = caller(request)
-        ident = _directory(p)
+        ident = _directory()
         ws.authorizer.require(p, name, "admin", "change the collection's grants")
         who = ident.principal_id(body.principal)
         if who == "public":
@@ -275,7 +275,7 @@ def api_router(ws) -> APIRouter:
     def set_readers(request: Request, doc_id: str, body: DocumentReadersRequest, collection: str | None = None) -> dict:
         """Narrow who may read one document to some of its collection's readers (needs admin on the collection)."""
         p = caller(request)
-        ident = _directory(p)
+        ident = _directory()
         svc = ws.service(collection)
         ws.authorizer.require(p, svc.collection, "admin", "change who reads a document")
         if doc_id not in {d["doc_id"] for d in svc.documents(principal=p)}:
@@ -289,7 +289,7 @@ def api_router(ws) -> APIRouter:
     def list_keys(request: Request) -> list[dict]:
         """The caller's API keys (administrators: everyone's); never the keys themselves."""
         p = caller(request)
-        ident = _directory(p)
+        ident = _directory()
         p.require("read", "list API keys")
         if p.user_id is None:
             raise AccessError("sign in as a user to manage API keys", status=401)
@@ -299,7 +299,7 @@ def api_router(ws) -> APIRouter:
     def create_key(request: Request, body: KeyRequest) -> dict:
         """A new API key of the caller's (shown once in ``key``); its scopes cannot exceed the caller's rights."""
         p = caller(request)
-        ident = _directory(p)
+        ident = _directory()
         if p.user_id is None or request.headers.get("authorization"):
             raise AccessError("create API keys from a signed-in session (not with another key)", status=403)
         key, rec = ident.create_key(p.name, body.name, body.scopes,
@@ -310,7 +310,7 @@ def api_router(ws) -> APIRouter:
     def revoke_key(request: Request, prefix: str) -> dict:
         """Revoke one of the caller's keys (administrators: anyone's)."""
         p = caller(request)
-        ident = _directory(p)
+        ident = _directory()
         if p.user_id is None:
             raise AccessError("sign in as a user to manage API keys", status=401)
         ident.revoke_key(prefix, None if p.ids is None else p.name, by=p)

@@ -378,6 +378,12 @@ def acl_function(data_dir, collection: str):
     return lambda doc_id: identity.acl_of(collection, doc_id)
 
 
+def key_prefix(key_or_prefix: str) -> str:
+    """The prefix of an API key given whole (``lrk_<prefix>_<secret>``) or as its prefix."""
+    text = (key_or_prefix or "").strip()
+    return text.split("_", 2)[1] if text.startswith(KEY_PREFIX + "_") else text
+
+
 def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -429,7 +435,7 @@ _AUDITED = (
         "collection": collection, "document": doc_id, "readers": principals}),
     ("create_key", "key.create", lambda user, name, scopes, expires_in_s=None: {
         "user": user, "name": name, "scopes": sorted(scopes), "expires_in_s": expires_in_s}),
-    ("revoke_key", "key.revoke", lambda prefix, user=None: {"prefix": prefix}),
+    ("revoke_key", "key.revoke", lambda prefix, user=None: {"prefix": key_prefix(prefix)}),  # never a whole key
 )
 for _name, _event, _fields in _AUDITED:
     setattr(Identity, _name, _audited(getattr(Identity, _name), _event, _fields))

@@ -182,7 +182,9 @@ def keys_cmd(args: argparse.Namespace, settings: Settings) -> int:
             f"{k['prefix']}\t{k['user']}\t{k['name']}\t{','.join(k['scopes'])}\texpires {_when(k['expires'])}\t"
             f"{'revoked' if k['revoked'] else 'active'}\tlast used {_when(k['last_used'])}"))
     else:
-        prefix = args.prefix.split("_")[1] if args.prefix.startswith("lrk_") else args.prefix
+        from .identity import key_prefix
+
+        prefix = key_prefix(args.prefix)
         ident.revoke_key(prefix)
         print(f"revoked API key {prefix}")
     return 0

@@ -194,7 +194,7 @@ def udhr(languages: list[str]) -> XlingSet:
 
 
 # ---- Django's catalogs -------------------------------------------------------------------------------------
-def _po_entries(text: str) -> dict[str, str]:
+def po_entries(text: str) -> dict[str, str]:
     """msgid -> msgstr of the singular, non-fuzzy, translated entries of a .po file."""
     out, cur, key, fuzzy = {}, {}, None, False
 
@@ -240,7 +240,7 @@ def django(languages: list[str], min_words: int = 4) -> XlingSet:
         entries: dict[str, str] = {}
         for n in catalogs:
             if f"/locale/{loc}/LC_MESSAGES/" in n:
-                entries.update(_po_entries(z.read(n).decode("utf-8")))
+                entries.update(po_entries(z.read(n).decode("utf-8")))
         per_lang[lang] = entries
     shared = [m for m in per_lang[languages[1]] if all(per_lang[x].get(m, "").strip() for x in languages if x != "en")]
     shared = sorted({m for m in shared if len(m.split()) >= min_words and "%" not in m and "{" not in m

@@ -34,6 +34,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from xling_data import po_entries, split_of  # noqa: E402  (the bench's own catalog reader and split rule)
+
 OUT = Path(__file__).resolve().parents[1] / "rag" / "data" / "reference_parallel.json.gz"
 #: Django locale -> our language code (ISO 639-1 as ingest/langid.py labels); locales not here keep their name
 LOCALES = {"zh_Hans": "zh", "pt_BR": "pt"}
@@ -47,40 +50,11 @@ def clean(text: str) -> str:
     return re.sub(r"\s+", " ", _PLACEHOLDER.sub(" ", text)).strip()
 
 
-def po_entries(text: str) -> dict[str, str]:
-    """msgid -> msgstr of the singular, non-fuzzy, translated entries of a .po file."""
-    out, cur, key, fuzzy = {}, {}, None, False
-
-    def unq(s: str) -> str:
-        return json.loads(s) if s.startswith('"') else ""
-
-    def flush():
-        if cur.get("msgid") and cur.get("msgstr") and not fuzzy and "msgid_plural" not in cur:
-            out[cur["msgid"]] = cur["msgstr"]
-
-    for line in text.splitlines() + [""]:
-        line = line.strip()
-        if not line:
-            flush()
-            cur, key, fuzzy = {}, None, False
-        elif line.startswith("#,") and "fuzzy" in line:
-            fuzzy = True
-        elif line.startswith("#"):
-            continue
-        elif line.startswith('"') and key:
-            cur[key] += unq(line)
-        else:
-            key, _, rest = line.partition(" ")
-            cur[key] = unq(rest.strip())
-    return out
-
-
 def in_a_test_split(msgid: str) -> bool:
     """Whether bench/xling_data.py's django set could hold this message in its test split (same rules, same hash)."""
     if len(msgid.split()) < 4 or "%" in msgid or "{" in msgid or "<" in msgid:
         return False
-    group = f"m{hashlib.sha1(msgid.encode()).hexdigest()[:10]}"
-    return int(hashlib.sha1(group.encode()).hexdigest(), 16) % 2 == 1
+    return split_of(f"m{hashlib.sha1(msgid.encode()).hexdigest()[:10]}") == "test"
 
 
 def main(argv: list[str] | None = None) -> int:
