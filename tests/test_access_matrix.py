@@ -289,3 +289,28 @@ def test_the_cli_and_langchain_through_the_server_see_what_the_key_may_read(worl
             assert fname in {h["source"] for h in json.loads(r.stdout)}
         else:
             assert r.returncode != 0 and "that you may read" in r.stderr and DOCS[coll][2] not in r.stdout, r.stderr
+
+
+def test_a_grant_made_by_another_process_takes_effect_at_the_servers_next_read(world):
+    """`lusifer-rag grant` writes only the app database (the server holds the store); the server rewrites the
+    collection's acl payloads before it next reads it."""
+    from lusifer_rag.app.db import AppDatabase
+    from lusifer_rag.app.identity import Identity
+
+    app, keys = world
+    cli = Identity(AppDatabase(app.workspace.settings.data_dir))  # what the CLI process opens
+    bob = {"Authorization": f"Bearer {keys['bob']}"}
+    query = DOCS["hr"][2]
+
+    def bob_finds() -> bool:
+        hits = httpx.post(app.url + "api/v1/search", json={"query": query}, headers=bob).json()
+        return any(h["source"] == "policy.txt" for h in hits)
+
+    assert not bob_finds()
+    cli.grant("hr", cli.principal_id("user:bob"), "read")
+    try:
+        assert app.workspace.identity.acl_pending("hr") is not None and bob_finds()
+        assert app.workspace.identity.acl_pending("hr") is None
+    finally:
+        cli.grant("hr", cli.principal_id("user:bob"), None)
+    assert not bob_finds()

@@ -243,3 +243,21 @@ def test_the_app_cancels_a_running_upload(tmp_path, e5, udhr):
                             principal=LOCAL)
     assert answered == [True]
     assert [(r.source, r.status) for r in report.results] == [("a.txt", "ingested"), ("b-long.md", "cancelled")]
+
+
+def _niceness(_item) -> int:
+    return os.nice(0)
+
+
+def test_parse_workers_run_at_a_lower_cpu_priority_than_the_app():
+    """A hostile file's parse yields the CPU to searches (measured: bench/ui_load.py --while-ingesting)."""
+    import multiprocessing
+
+    from lusifer_rag.ingest.bounded_pool import WORKER_NICENESS, BoundedPool
+
+    pool = BoundedPool(1, multiprocessing.get_context("spawn"), int, (), _niceness, lambda item, reason, msg: None)
+    try:
+        worker = pool.submit("x").result(timeout=120)
+    finally:
+        pool.close()
+    assert worker == min(19, os.nice(0) + WORKER_NICENESS)

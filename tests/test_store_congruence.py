@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lusifer_rag.store import CollectionSpec, Filter, Point, SparseVector, both, open_store
+from lusifer_rag.errors import StoreError
 
 DIM = 32
 N = 300
@@ -326,3 +327,23 @@ def test_foreign_collection_opens_without_meta():
         assert spec.dim == 8 and spec.meta == {} and spec.vector_name == "" and spec.sparse_name is None
         s.upsert("lc", [Point(str(uuid.uuid4()), np.ones(8, np.float32), {"page_content": "x", "metadata": {}})])
         assert s.count("lc") == 1
+
+
+def test_set_payload_inside_metadata_and_a_payload_index_added_later(store):
+    """What a grant change does (app/workspace.py sync_acl): a field set inside ``metadata`` of the points a filter
+    picks, the rest of the payload and the vectors kept; an index added to a collection created without it."""
+    store.create_collection("acl", CollectionSpec(dim=4, payload_indexes={"metadata.doc_id": "keyword"}))
+    pts = [Point(id=str(uuid.uuid4()), vector=np.eye(4, dtype=np.float32)[i],
+                 payload={"metadata": {"doc_id": "a" if i < 3 else "b", "n": i}}) for i in range(4)]
+    store.upsert("acl", pts)
+    store.set_payload("acl", Filter(must={"metadata.doc_id": "a"}), {"acl": ["u:1", "public"]}, key="metadata")
+    store.ensure_payload_index("acl", "metadata.acl", "keyword")
+    assert store.open_collection("acl").payload_indexes["metadata.acl"] == "keyword"
+    assert store.count("acl", Filter(must={"metadata.acl": ["public"]})) == 3
+    got = {str(p.id): p for p in store.iter_points("acl", with_vectors=True)}
+    for p in pts:
+        md = got[str(p.id)].payload["metadata"]
+        assert md["n"] == p.payload["metadata"]["n"] and ("acl" in md) == (md["doc_id"] == "a")
+        assert np.array_equal(got[str(p.id)].vector, p.vector)
+    with pytest.raises(StoreError, match="needs a non-empty filter"):
+        store.set_payload("acl", Filter(), {"acl": []}, key="metadata")
