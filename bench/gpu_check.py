@@ -388,6 +388,8 @@ def main() -> int:
         report["steps"][name] = s
         print(f"{s['status']:4}  {name:<8} {s['seconds']:6.1f} s  (total {time.perf_counter() - t0:.0f} s)"
               + (f"  {s['why']}" if s["status"] == "SKIP" else ""), flush=True)
+        if s["status"] == "FAIL":  # why, where the report may not be read (a CI log)
+            print("\n".join("      " + line for line in s.get("tail", "").splitlines()[-25:]), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_report.json").write_text(json.dumps(report, indent=2, default=str))
