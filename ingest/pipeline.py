@@ -701,7 +701,33 @@ def _mp_context():
     import multiprocessing as mp
 
     # forking a process that holds torch threads can deadlock; forkserver starts clean workers cheaply
-    return mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+    if sys.platform.startswith("linux"):
+        _short_forkserver_dir()
+        return mp.get_context("forkserver")
+    return mp.get_context("spawn")
+
+
+_SUN_PATH_MAX = 107  # bytes of an AF_UNIX socket path (108 with its NUL)
+
+
+def _short_forkserver_dir() -> None:
+    """The forkserver listens on a socket at ``<tempdir>/pymp-XXXXXXXX/listener-XXXXXXXX``; under a long TMPDIR (a CI
+    job's, a user's deep home) that path passes the kernel's limit and no worker can start, so every file would
+    fail. Then multiprocessing's own temp dir (made once per process, removed at exit) goes under /tmp instead
+    (what Python 3.13 does itself)."""
+    import tempfile
+    from multiprocessing import util
+
+    if len(os.fsencode(tempfile.gettempdir())) + len("/pymp-XXXXXXXX/listener-XXXXXXXX") <= _SUN_PATH_MAX:
+        return
+    saved = tempfile.tempdir
+    try:
+        tempfile.tempdir = "/tmp"
+        util.get_temp_dir()  # cached for this process: the forkserver's socket goes there
+    except OSError:
+        pass  # no /tmp to write: the start fails and says so, as before
+    finally:
+        tempfile.tempdir = saved
 
 
 class _Writer:

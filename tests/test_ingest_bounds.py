@@ -261,3 +261,25 @@ def test_parse_workers_run_at_a_lower_cpu_priority_than_the_app():
     finally:
         pool.close()
     assert worker == min(19, os.nice(0) + WORKER_NICENESS)
+
+
+_START_UNDER = """
+from lusifer_rag.ingest.pipeline import _mp_context
+from lusifer_rag.ingest.bounded_pool import BoundedPool
+pool = BoundedPool(1, _mp_context(), int, (), str.upper, lambda item, reason, msg: reason)
+try:
+    print(pool.submit("ran").result(timeout=120))
+finally:
+    pool.close()
+"""
+
+
+def test_parse_workers_start_under_a_long_temp_dir(tmp_path):
+    """The forkserver's socket lives in the temp dir; a TMPDIR of ~75+ characters (a CI job's) once made every file of
+    an ingest fail 'the parser process could not start' (AF_UNIX paths stop at 107 bytes)."""
+    deep = tmp_path / ("d" * 40) / ("e" * 40)
+    deep.mkdir(parents=True)
+    r = subprocess.run([sys.executable, "-c", _START_UNDER], capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "TMPDIR": str(deep)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "RAN", r.stdout  # the worker ran the task ('crash' when it could not start)
