@@ -16,7 +16,11 @@ Rows (each through the product's Retriever, hybrid unless said):
   collection's languages) and 1 − λ of the reference's (label), n_l the documents labelled l;
 - ``reference w=W`` (the product's ``debias="reference"``): label-free, from the chunk's vector:
   q·d − W · q·P(d − m_en − shift[a]), P the projection on the span of the shifts of the collection's languages and
-  the query's; also dense only, without the per-language candidate legs, and with 50 per language.
+  the query's; also dense only, without the per-language candidate legs, and with 50 per language;
+- ``gated lo-hi``: ``reference`` weighted by clip((hi − s) / (hi − lo), 0, 1), s the best cosine of a candidate in
+  the query's language (no correction where the own language holds a close match);
+- ``rrf(raw, reference) k=K``: reciprocal-rank fusion of the raw cosines' order and ``reference``'s
+  (docs/retrieval.md has both, tried and not kept).
 
     .venv/bin/python bench/reference_sweep.py [--sets ...] [--split tune] [--rows 'TEXT|TEXT']
 """
@@ -124,6 +128,41 @@ class BlendRetriever(LabelRetriever):
             cands[i].score -= float(lam * (bg[lab] - centre) + (1 - lam) * r if lab in bg else r)
 
 
+class GatedRetriever(Retriever):
+    """``reference`` weighted down when the query's own language already holds a close match: w · clip((hi − s)/(hi −
+    lo), 0, 1), s the best cosine among the candidates labelled with the query's language."""
+
+    def __init__(self, *a, lo: float = 0.85, hi: float = 0.85, **kw):
+        super().__init__(*a, **kw)
+        self.lo, self.hi, self.base_weight = lo, hi, self.reference_weight
+
+    def _reference_scores(self, cands, q, query_lang):
+        same = [c.score for c in cands.values() if c.language == query_lang and np.isfinite(c.score)]
+        s = max(same, default=-1.0)
+        gate = 1.0 if s < self.lo else 0.0 if s >= self.hi else (self.hi - s) / (self.hi - self.lo)
+        self.reference_weight = self.base_weight * gate
+        if gate > 0:
+            super()._reference_scores(cands, q, query_lang)
+
+
+class FusedRetriever(Retriever):
+    """Reciprocal-rank fusion of the raw cosines' order and ``reference``'s: a same-language match the raw order puts
+    first stays near the top, a cross-language one the correction lifts comes up beside it."""
+
+    def __init__(self, *a, rrf_k: float = 60.0, **kw):
+        super().__init__(*a, **kw)
+        self.rrf_k = rrf_k
+
+    def _reference_scores(self, cands, q, query_lang):
+        ids = [i for i, c in cands.items() if np.isfinite(c.score)]
+        raw = {i: cands[i].score for i in ids}
+        super()._reference_scores(cands, q, query_lang)
+        rank_raw = {i: r for r, i in enumerate(sorted(ids, key=lambda i: -raw[i]))}
+        rank_ref = {i: r for r, i in enumerate(sorted(ids, key=lambda i: -cands[i].score))}
+        for i in ids:
+            cands[i].score = 1.0 / (self.rrf_k + rank_raw[i]) + 1.0 / (self.rrf_k + rank_ref[i])
+
+
 def variants(emb, rows: str) -> dict:
     out = {
         "raw dense": lambda st, c: Retriever(st, c, emb, mode="dense", debias="off"),
@@ -146,6 +185,12 @@ def variants(emb, rows: str) -> dict:
                                                                              per_language_k=0)
     out["reference w=0.75, 50 per language"] = lambda st, c: Retriever(st, c, emb, debias="reference",
                                                                         per_language_k=50)
+    for lo, hi in ((0.84, 0.84), (0.86, 0.86), (0.88, 0.88), (0.90, 0.90), (0.84, 0.90), (0.86, 0.92)):
+        out[f"gated {lo}-{hi}"] = lambda st, c, lo=lo, hi=hi: GatedRetriever(st, c, emb, debias="reference", lo=lo,
+                                                                           hi=hi)
+    for rrf_k in (1.0, 10.0, 60.0):
+        out[f"rrf(raw, reference) k={rrf_k:g}"] = lambda st, c, rrf_k=rrf_k: FusedRetriever(
+            st, c, emb, debias="reference", rrf_k=rrf_k)
     return {k: v for k, v in out.items() if any(part in k for part in rows.split("|"))}
 
 
