@@ -19,6 +19,8 @@ Rows (each through the product's Retriever, hybrid unless said):
   the query's; also dense only, without the per-language candidate legs, and with 50 per language;
 - ``gated lo-hi``: ``reference`` weighted by clip((hi − s) / (hi − lo), 0, 1), s the best cosine of a candidate in
   the query's language (no correction where the own language holds a close match);
+- ``margin gate M`` / ``margin pin M``: no correction (gate), or the correction with that document kept first (pin),
+  when the best own-language document leads the second by ≥ M;
 - ``rrf(raw, reference) k=K``: reciprocal-rank fusion of the raw cosines' order and ``reference``'s
   (docs/retrieval.md has both, tried and not kept).
 
@@ -163,6 +165,33 @@ class FusedRetriever(Retriever):
             cands[i].score = 1.0 / (self.rrf_k + rank_raw[i]) + 1.0 / (self.rrf_k + rank_ref[i])
 
 
+class MarginRetriever(Retriever):
+    """``reference`` where the query's own language holds no document that stands out: the best own-language
+    document's lead over the second (best chunk each, raw cosines) below ``margin``. ``pin``: the correction always,
+    but a standing-out own-language document stays first."""
+
+    def __init__(self, *a, margin: float = 0.02, pin: bool = False, **kw):
+        super().__init__(*a, **kw)
+        self.margin, self.pin = margin, pin
+
+    def _reference_scores(self, cands, q, query_lang):
+        best: dict[str, float] = {}
+        for c in cands.values():
+            if c.language == query_lang and np.isfinite(c.score):
+                best[c.doc] = max(best.get(c.doc, -np.inf), c.score)
+        top = sorted(best.items(), key=lambda kv: -kv[1])
+        lead = top[0][1] - top[1][1] if len(top) >= 2 else 0.0
+        if lead >= self.margin and not self.pin:
+            return
+        super()._reference_scores(cands, q, query_lang)
+        if lead >= self.margin:
+            top_doc = top[0][0]
+            lift = max(c.score for c in cands.values() if np.isfinite(c.score))
+            for c in cands.values():
+                if c.doc == top_doc and np.isfinite(c.score):
+                    c.score += lift + 1.0
+
+
 def variants(emb, rows: str) -> dict:
     out = {
         "raw dense": lambda st, c: Retriever(st, c, emb, mode="dense", debias="off"),
@@ -191,6 +220,10 @@ def variants(emb, rows: str) -> dict:
     for rrf_k in (1.0, 10.0, 60.0):
         out[f"rrf(raw, reference) k={rrf_k:g}"] = lambda st, c, rrf_k=rrf_k: FusedRetriever(
             st, c, emb, debias="reference", rrf_k=rrf_k)
+    for m in (0.01, 0.02, 0.03):
+        out[f"margin gate {m}"] = lambda st, c, m=m: MarginRetriever(st, c, emb, debias="reference", margin=m)
+        out[f"margin pin {m}"] = lambda st, c, m=m: MarginRetriever(st, c, emb, debias="reference", margin=m,
+                                                                    pin=True)
     return {k: v for k, v in out.items() if any(part in k for part in rows.split("|"))}
 
 
