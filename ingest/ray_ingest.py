@@ -1,7 +1,8 @@
 """Batch ingestion on Ray Data: the single-machine pipeline (``lusifer_rag.ingest.pipeline``) spread over a Ray cluster.
 
     driver:   list files, hash them, skip complete ones (same state/point-id scheme as ``Ingestor``)
-    CPU pool: parse + chunk (``chunk_document``; actors so the tokenizer is loaded once per worker)
+    CPU pool: parse + chunk (actors; each parses in a worker process of its own under the per-file time and memory
+              caps of the single-machine pipeline, so a hostile file fails alone, reported by name)
     GPU pool: embed (one model replica per actor, ``num_gpus=1``; CPU actors when the cluster has no GPU);
               the embedder batches by token budget inside each call
     writers:  a Qdrant server (``http(s)://``): one writer actor per shard, ``wait=false`` upserts with retries;
@@ -36,7 +37,8 @@ from lusifer_rag.embedder.base import weightless
 
 from .chunking import ChunkingParams
 from .options import LoadOptions
-from .pipeline import (FilePlan, FileResult, Ingestor, IngestReport, Progress, _load, chunk_document, chunker_for,
+from .bounded_pool import FileLimits
+from .pipeline import (FilePlan, FileResult, Ingestor, IngestReport, Progress, _ChunkPool, _worker_counter,
                        embed_texts, expand_paths, sparse_encoder_for,
                        with_sentence_vectors)
 from .scale import ScaleSettings, can_defer, finish_bulk_load
@@ -71,10 +73,12 @@ def ingest_with_ray(
     runtime_env: dict[str, Any] | None = None,
     progress_mode: str | None = None,
     sentence_vectors: bool = True,
+    limits: FileLimits = FileLimits(),
 ) -> IngestReport:
     """Ingest ``paths`` into ``collection`` at ``store_location`` on Ray; returns the same report as ``Ingestor.ingest``.
 
     ``sentence_vectors``: store each chunk's sentence vectors for search highlights (as ``Ingestor``).
+    ``limits``: each file's parse time and memory caps (``Settings.ingest_file_timeout`` / ``ingest_file_memory_mb``).
     ``embedder_spec``: loaded once per embedding actor, and once on a worker to read its tokenizer/fingerprint for
     the driver; or an embedder already loaded in this process (the driver then uses it without weights, and the
     actors load its ``spec``).
@@ -131,7 +135,7 @@ def ingest_with_ray(
             if todo:
                 ds = _chunk_and_embed(todo, view, embedder_spec, device, options, chunking, parsers, workers,
                                       gpu_per_actor, embed_cpus, embed_batch_chunks, max_bytes,
-                                      planner.load_options, sentence_vectors)
+                                      planner.load_options, sentence_vectors, limits)
                 writer = _WRITERS.get(parse_location(store_location)[0], _driver_writer)
                 ctx = _WriteContext(store, collection, store_location, api_key, scale.writer_count(
                     store.open_collection(collection)), write_batch, retries)
@@ -166,6 +170,7 @@ def ingest_from_args(args, settings) -> IngestReport:
         api_key=settings.qdrant_api_key, embedder_options={k: v for k, v in options.items() if v is not None},
         embed_batch_chunks=settings.ingest_batch_chunks, prune=args.prune,
         load_options=_load_options(args, settings), sentence_vectors=settings.sentence_vectors,
+        limits=FileLimits.from_settings(settings),
     )
 
 
@@ -212,7 +217,7 @@ def _connect(address: str | None, runtime_env: dict[str, Any] | None) -> None:
 
 
 def _chunk_and_embed(todo, view, spec, device, options, chunking, parsers, workers, gpu_per_actor, embed_cpus,
-                     embed_batch_chunks, max_bytes, load_options, sentence_vectors):
+                     embed_batch_chunks, max_bytes, load_options, sentence_vectors, limits):
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -220,7 +225,7 @@ def _chunk_and_embed(todo, view, spec, device, options, chunking, parsers, worke
     ds = ray.data.from_items([asdict(p) for p in todo], override_num_blocks=min(len(todo), max(4 * parsers, 1)))
     ds = ds.map_batches(
         _ParseChunk, fn_constructor_kwargs={"view": view, "chunking": chunking, "max_bytes": max_bytes,
-                               "load_options": load_options},
+                               "load_options": load_options, "limits": limits},
         batch_size=1, batch_format="pandas", num_cpus=1,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=parsers),
     )
@@ -268,19 +273,22 @@ def _describe(spec: str, device: str, options: dict) -> Any:
 
 
 class _ParseChunk:
-    """CPU actor: files -> chunk rows (one row per chunk; one row with id "" per failed file)."""
+    """CPU actor: files -> chunk rows (one row per chunk; one row with id "" per failed file). The parsing runs in a
+    worker process of the actor's own under the per-file caps (``_ChunkPool``, as on one machine): a file past its
+    time or memory cap, or one that crashes its parser, is a failed row and the actor goes on."""
 
-    def __init__(self, view, chunking: ChunkingParams, max_bytes: int | None, load_options: LoadOptions | None = None):
-        self.chunker = chunker_for(view, chunking)
-        self.max_bytes, self.load_options = max_bytes, load_options
+    def __init__(self, view, chunking: ChunkingParams, max_bytes: int | None, load_options: LoadOptions | None = None,
+                 limits: FileLimits = FileLimits()):
+        self.pool = _ChunkPool(1, (_worker_counter(view), chunking, max_bytes, load_options, None), limits=limits)
 
     def __call__(self, batch):  # pandas DataFrame of FilePlan rows
         import pandas as pd
 
         rows: dict[str, list] = {c: [] for c in CHUNK_COLUMNS}
-        for rec in batch.to_dict("records"):
-            plan = FilePlan(**rec)
-            result, items = chunk_document(self.chunker, plan, lambda: _load(plan.path, self.max_bytes, self.load_options))
+        plans = [FilePlan(**rec) for rec in batch.to_dict("records")]
+        pending = [self.pool.submit(plan) for plan in plans]
+        for plan in plans:
+            result, items = self.pool.result(pending)
             result_json = json.dumps(asdict(result), ensure_ascii=False)
             for pid, payload in items or [("", None)]:
                 rows["id"].append(pid)

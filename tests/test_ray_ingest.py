@@ -152,6 +152,27 @@ def test_resume_replace_prune_and_bad_files(local_ray, corpus, tmp_path, tiny_hf
             assert sorted(chunk_nos) == list(range(len(chunk_nos)))
 
 
+@pytest.mark.slow
+def test_a_file_past_its_time_cap_fails_alone_on_ray(local_ray, tmp_path, tiny_hf_embedder, udhr):
+    """Ray's parse actors keep the single-machine caps: a file that parses past ingest_file_timeout is stopped and
+    reported by name (its worker replaced), the others are ingested."""
+    import random
+
+    from adversarial import WORDS
+    from lusifer_rag.ingest.bounded_pool import FileLimits
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text(udhr("en")[0], encoding="utf-8")
+    (docs / "b-long.md").write_text(" ".join(random.Random(3).choices(WORDS, k=1_200_000)), encoding="utf-8")
+    (docs / "c.txt").write_text(udhr("sw")[0], encoding="utf-8")
+    report = run_ray(docs, f"qdrant-local:{tmp_path / 'ray'}", tiny_hf_embedder, limits=FileLimits(timeout=2))
+    got = {Path(r.source).name: r for r in report.results}
+    assert got["a.txt"].status == got["c.txt"].status == "ingested"
+    assert got["b-long.md"].status == "failed" and got["b-long.md"].reason == "timeout"
+    assert "b-long.md" in got["b-long.md"].message and "ingest_file_timeout" in got["b-long.md"].message
+
+
 def test_weightless_view_chunks_like_the_model(tiny_hf_embedder):
     view = weightless(tiny_hf_embedder)
     assert view.replicas == () and view.fingerprint == tiny_hf_embedder.fingerprint
