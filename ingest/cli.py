@@ -31,8 +31,9 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
                    "for it (or reads a line from stdin), which keeps it out of the process list that other users can "
                    "read (so does LUSIFER_RAG_PDF_PASSWORD)")
     p.add_argument("--pdf-passwords", metavar="FILE", help='JSON file {"glob on path or name": "password"}')
-    p.add_argument("--workers", type=int, help="parse/chunk processes (default: cores - 1 with a GPU embedder, 0 = in this process with a CPU "
-                   "embedder); with --ray: embedding actors (default: GPUs)")
+    p.add_argument("--workers", type=int, help="parse/chunk processes, each file under the time and memory caps "
+                   "(default: 1 with a CPU embedder, cores - 1 with a GPU one; 0: in this process, without the caps); "
+                   "with --ray: embedding actors (default: GPUs)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run on Ray Data: a cluster address (auto, ray://head:10001) or none for a local Ray")
     p.add_argument("--shards", type=int, help="with --ray, a new server collection: shards (one writer each)")
