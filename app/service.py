@@ -106,7 +106,8 @@ class AppOptions:
 
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
     search_concurrency: int = 32  # searches merge their embeddings (embedder queue): concurrency is cheap
-    ingest_workers: int | None = None  # parse/chunk processes; None: Ingestor's default (1 with a CPU embedder); 0: none, no caps
+    #: parse/chunk processes; None: Ingestor's default (1 with a CPU embedder); 0: in this process, without the caps
+    ingest_workers: int | None = None
     #: chunks embedded per write: small, so that the progress bar moves within a document (the embedder still
     #: batches by its token budget inside each)
     ingest_batch_chunks: int = 64
