@@ -5,7 +5,8 @@ The reference: rag/data/reference_parallel.json.gz (Django's UI messages in ~85 
 any set here); shift[l] = mean over the messages of (v_l − v_en) (:mod:`lusifer_rag.rag.reference_offsets`).
 Rows (each through the product's Retriever, hybrid unless said):
 
-- ``raw dense``, ``default`` (hybrid, raw cosines), ``offsets`` (the collection's language means);
+- ``raw dense``, ``hybrid, chunk cosines`` (the default before sentence scores), ``default`` (hybrid, chunk + best
+  sentence), ``sentences β=B`` (the default's sentence_weight), ``offsets`` (the collection's language means);
 - ``label w=W``: by the chunk's label l: q·d − W · q·(shift[l] − shift[a]), a the query's language;
 - ``label w=W, strength``: the same with each chunk's shift scaled by how much of its label's language its vector
   carries (its projection on shift[l], 0 where the English messages stand, 1 where their translations stand; code
@@ -194,8 +195,9 @@ class MarginRetriever(Retriever):
 
 def variants(emb, rows: str) -> dict:
     out = {
-        "raw dense": lambda st, c: Retriever(st, c, emb, mode="dense", debias="off"),
-        "default (hybrid, raw cosines)": lambda st, c: Retriever(st, c, emb),
+        "raw dense": lambda st, c: Retriever(st, c, emb, mode="dense", debias="off", sentence_weight=0.0),
+        "hybrid, chunk cosines (sentence_weight=0)": lambda st, c: Retriever(st, c, emb, sentence_weight=0.0),
+        "default (hybrid, chunk + best sentence)": lambda st, c: Retriever(st, c, emb),
         "offsets (collection means)": lambda st, c: Retriever(st, c, emb, debias="offsets"),
     }
     for w in (0.5, 0.75, 1.0, 1.25, 1.5):
@@ -224,6 +226,8 @@ def variants(emb, rows: str) -> dict:
         out[f"margin gate {m}"] = lambda st, c, m=m: MarginRetriever(st, c, emb, debias="reference", margin=m)
         out[f"margin pin {m}"] = lambda st, c, m=m: MarginRetriever(st, c, emb, debias="reference", margin=m,
                                                                     pin=True)
+    for beta in (0.3, 0.5, 0.7, 1.0):  # the default's sentence_weight (chosen: 0.5)
+        out[f"sentences β={beta}"] = lambda st, c, beta=beta: Retriever(st, c, emb, sentence_weight=beta)
     return {k: v for k, v in out.items() if any(part in k for part in rows.split("|"))}
 
 

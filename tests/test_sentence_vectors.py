@@ -87,7 +87,10 @@ def test_highlights_from_stored_vectors_equal_embedding_per_search(services, que
     assert with_sv._sentence_cache == cached  # nothing was embedded: the per-search path fills this cache
     per_search = with_sv.highlight(query, [h.chunk.text for h in hits])  # plain texts: sentences embedded now
     assert stored == per_search and all(stored)
-    # the collection without them highlights the same passages the same way, by embedding per search
+    # the collection without them highlights its passages the same way, by embedding per search (its ranking may
+    # differ: there the chunk's cosine alone scores, with no best sentence to add, Retriever._sentence_scores)
     plain = without.search(query, k=5, principal=LOCAL)
-    assert [h.chunk.text for h in plain] == [h.chunk.text for h in hits]
-    assert [h.highlight for h in plain] == stored
+    from_stored = dict(zip([h.chunk.text for h in hits], stored))
+    both = [h for h in plain if h.chunk.text in from_stored]
+    assert len(both) >= 3, [h.chunk.text[:40] for h in plain]
+    assert [h.highlight for h in both] == [from_stored[h.chunk.text] for h in both]
