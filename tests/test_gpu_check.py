@@ -31,3 +31,20 @@ def test_gpu_check_dry_run_passes_every_step_and_writes_its_report(tmp_path):
         assert line in r.stdout
     # torch.compile's cache is meant to persist between runs; nothing else may stay
     assert sorted(p.name for p in scratch.iterdir() if not p.name.startswith("torchinductor_")) == []
+
+
+def test_a_failed_step_prints_why_under_its_row(tmp_path, monkeypatch, capsys):
+    """A CI log keeps stdout only (the report's directory is gone): a FAIL row is followed by the step's last lines."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import gpu_check
+
+    tail = "Traceback (most recent call last):\n" + "".join(f"  frame {i}\n" for i in range(40)) + "OSError: the cause"
+    monkeypatch.setattr(gpu_check, "run_step",
+                        lambda name, dry, env: {"status": "FAIL", "seconds": 1.0, "tail": tail})
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--dry-run", "--steps", "env", "--out", str(tmp_path)])
+    assert gpu_check.main() == 1
+    out = capsys.readouterr().out
+    assert "FAIL  env" in out and "      OSError: the cause" in out
+    assert "frame 39" in out and "frame 0\n" not in out  # its last 25 lines, not the whole log
