@@ -6,7 +6,9 @@ any set here); shift[l] = mean over the messages of (v_l − v_en) (:mod:`lusife
 Rows (each through the product's Retriever, hybrid unless said):
 
 - ``raw dense``, ``hybrid, chunk cosines`` (the default before sentence scores), ``default`` (hybrid, chunk + best
-  sentence), ``sentences β=B`` (the default's sentence_weight), ``offsets`` (the collection's language means);
+  sentence), ``sentences β=B γ=G`` (the best sentence's weight β · (1 − 1/n)^G for a chunk of n sentences; the
+  default: β = sentence_weight, G = 1; G = 0: one weight at every length), ``offsets`` (the collection's language
+  means);
 - ``label w=W``: by the chunk's label l: q·d − W · q·(shift[l] − shift[a]), a the query's language;
 - ``label w=W, strength``: the same with each chunk's shift scaled by how much of its label's language its vector
   carries (its projection on shift[l], 0 where the English messages stand, 1 where their translations stand; code
@@ -193,6 +195,26 @@ class MarginRetriever(Retriever):
                     c.score += lift + 1.0
 
 
+class CountedSentenceRetriever(Retriever):
+    """The best-sentence score with its weight scaled by the chunk's sentence count, β · (1 − 1/n)^γ (the default:
+    γ = 1; γ = 0: the same weight at every length, the default before)."""
+
+    def __init__(self, *a, gamma: float = 1.0, **kw):
+        super().__init__(*a, **kw)
+        self.gamma = gamma
+
+    def _sentence_scores(self, cands, q):
+        from lusifer_rag.ingest.sentence_vectors import PAYLOAD_KEY, decode
+
+        ids = [i for i, c in cands.items() if np.isfinite(c.score)]
+        for p in self.store.retrieve(self.collection, ids, with_payload=[PAYLOAD_KEY], with_vectors=False):
+            got = decode((p.payload or {}).get(PAYLOAD_KEY), self.embedder)
+            if got is not None and got[1] is not None and len(got[1]):
+                beta = self.sentence_weight * (1 - 1 / len(got[1])) ** self.gamma
+                c = cands[p.id]
+                c.score = (1 - beta) * c.score + beta * float((got[1] @ q).max())
+
+
 def variants(emb, rows: str) -> dict:
     out = {
         "raw dense": lambda st, c: Retriever(st, c, emb, mode="dense", debias="off", sentence_weight=0.0),
@@ -226,8 +248,11 @@ def variants(emb, rows: str) -> dict:
         out[f"margin gate {m}"] = lambda st, c, m=m: MarginRetriever(st, c, emb, debias="reference", margin=m)
         out[f"margin pin {m}"] = lambda st, c, m=m: MarginRetriever(st, c, emb, debias="reference", margin=m,
                                                                     pin=True)
-    for beta in (0.3, 0.5, 0.7, 1.0):  # the default's sentence_weight (chosen: 0.5)
-        out[f"sentences β={beta}"] = lambda st, c, beta=beta: Retriever(st, c, emb, sentence_weight=beta)
+    # the default's best-sentence weight β · (1 − 1/n)^γ for a chunk of n sentences (chosen: β = 0.7, γ = 1)
+    for beta, gamma in ((0.3, 0.0), (0.5, 0.0), (0.7, 0.0), (1.0, 0.0), (0.5, 1.0), (0.7, 1.0), (0.7, 2.0),
+                        (1.0, 1.0)):
+        out[f"sentences β={beta} γ={gamma:g}"] = lambda st, c, beta=beta, gamma=gamma: CountedSentenceRetriever(
+            st, c, emb, sentence_weight=beta, gamma=gamma)
     return {k: v for k, v in out.items() if any(part in k for part in rows.split("|"))}
 
 

@@ -32,9 +32,10 @@ DEBIAS = ("off", "offsets", "reference", "centre", "auto", "on")
 #: earlier names: "auto" (centring on mixed collections, the default until bench/retrieval_real.py showed it below
 #: the raw model on collections that are not parallel) now means the default, "off"; "on" is "centre"
 DEBIAS_ALIASES = {"auto": "off", "on": "centre"}
-#: the default's share of a chunk's best sentence in its score (chosen on bench/retrieval_real.py's tune split:
-#: 0.5 is the largest with no slice of any set more than 0.01 below the chunk's cosine alone)
-SENTENCE_WEIGHT = 0.5
+#: the default's share of a chunk's best sentence in its score, for a chunk of many sentences (a chunk of n takes
+#: β · (1 − 1/n)); chosen on bench/reference_sweep.py's tune split: 0.7 keeps every slice of every set within 0.01 of
+#: the raw model and finds the most across languages (docs/retrieval.md)
+SENTENCE_WEIGHT = 0.7
 
 
 @dataclass
@@ -119,8 +120,9 @@ class Retriever:
         language lacks the passage.
         ``translation_pool``: a centred search scores its best this-many documents by their translation groups
         (:func:`~lusifer_rag.rag.language_bias.translation_group_scores`); 0: off.
-        ``sentence_weight``: β of the default path's score (1 − β) · q·chunk + β · max over the chunk's sentences of
-        q·sentence (:meth:`_sentence_scores`); 0: the chunk's cosine alone."""
+        ``sentence_weight``: β of the default path's score (1 − b) · q·chunk + b · max over the chunk's sentences of
+        q·sentence, b = β · (1 − 1/n) for a chunk of n sentences (:meth:`_sentence_scores`); 0: the chunk's cosine
+        alone."""
         from lusifer_rag.embedder.sparse import BM25SparseEncoder
 
         if mode not in MODES:
@@ -284,19 +286,21 @@ class Retriever:
         return self._finish(q, [cands[i] for i in order], k, score_threshold, mmr, mmr_lambda, False)
 
     def _sentence_scores(self, cands: dict[str, _Candidate], q: np.ndarray) -> None:
-        """Each candidate's score becomes (1 − β) · q·chunk + β · max over its sentences of q·sentence, from the
+        """Each candidate's score becomes (1 − b) · q·chunk + b · max over its sentences of q·sentence, from the
         sentence vectors stored at ingest for the highlights (no model call). A question matches the sentence that
         answers it better than the mean of a chunk that also holds headings, code and other subjects, most of all
-        across languages: on bench/retrieval_real.py's test split, cross-language MRR@10 handbook-np 0.345 → 0.565,
-        PDF questions 0.067 → 0.205 (docs/retrieval.md). Chunks of one sentence, or stored without sentence vectors
-        of this embedder, keep their cosine."""
+        across languages. b = β · (1 − 1/n) for a chunk of n sentences: the more sentences a chunk's mean is spread
+        over, the less it says about any one (a two-line UI string is its own best description; a page of a manual
+        is not). On bench/retrieval_real.py's test split, cross-language MRR@10 handbook-np 0.345 → 0.579, PDF
+        questions 0.067 → 0.203 (docs/retrieval.md). Chunks of one sentence, or stored without sentence vectors of
+        this embedder, keep their cosine."""
         from lusifer_rag.ingest.sentence_vectors import PAYLOAD_KEY, decode
 
         ids = [i for i, c in cands.items() if np.isfinite(c.score)]
-        beta = self.sentence_weight
         for p in self.store.retrieve(self.collection, ids, with_payload=[PAYLOAD_KEY], with_vectors=False):
             got = decode((p.payload or {}).get(PAYLOAD_KEY), self.embedder)
             if got is not None and got[1] is not None and len(got[1]):
+                beta = self.sentence_weight * (1 - 1 / len(got[1]))
                 c = cands[p.id]
                 c.score = (1 - beta) * c.score + beta * float((got[1] @ q).max())
 

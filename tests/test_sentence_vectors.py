@@ -94,3 +94,33 @@ def test_highlights_from_stored_vectors_equal_embedding_per_search(services, que
     both = [h for h in plain if h.chunk.text in from_stored]
     assert len(both) >= 3, [h.chunk.text[:40] for h in plain]
     assert [h.highlight for h in both] == [from_stored[h.chunk.text] for h in both]
+
+
+def test_the_best_sentence_weighs_more_in_a_chunk_of_more_sentences(tmp_path, e5, udhr):
+    """The default's score of a chunk of n sentences: (1 − b) · q·chunk + b · best q·sentence, b = β · (1 − 1/n)
+    (Retriever._sentence_scores): a two-line string is its own best description, a long passage's mean is not."""
+    from lusifer_rag.ingest.pipeline import Ingestor
+    from lusifer_rag.rag.retrieval import SENTENCE_WEIGHT, Retriever
+    from lusifer_rag.store import open_store
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    en = udhr("en")
+    (docs / "short.txt").write_text(f"{en[25]} {en[22]}", encoding="utf-8")  # 2 sentences or more
+    (docs / "long.txt").write_text(" ".join(en[18:24]), encoding="utf-8")
+    store = open_store(str(tmp_path / "store"))
+    try:
+        assert Ingestor(store, "c", e5).ingest([docs]).exit_code == 0
+        query = "the right to education"
+        q = e5.embed_queries([query])[0]
+        expected = {}
+        for p in store.iter_points("c", with_vectors=True):
+            spans, vecs = decode(p.payload[PAYLOAD_KEY], e5)
+            b = SENTENCE_WEIGHT * (1 - 1 / len(vecs))
+            expected[p.payload["page_content"]] = ((1 - b) * float(p.vector @ q) + b * float((vecs @ q).max()),
+                                                   len(spans))
+        assert len(expected) == 2 and len({n for _, n in expected.values()}) == 2, expected  # two lengths
+        hits = Retriever(store, "c", e5, mode="dense").search(query, k=2, score_threshold=-1.0)
+        assert {h.text: round(h.score, 4) for h in hits} == {t: round(s, 4) for t, (s, _) in expected.items()}
+    finally:
+        store.close()
