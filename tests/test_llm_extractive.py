@@ -115,3 +115,20 @@ def test_extracts_are_sentences_never_headings_and_each_sentence_once():
                               for p in picked), picked
     assert sum("Everyone has the right to education." in p for p in picked) == 1, picked
     assert sum(p.startswith("Education shall be free") for p in picked) == 1, picked
+
+
+def test_a_statement_is_quoted_once_in_the_question_language_when_the_sources_hold_it(answerer):
+    """The README's sample question: the sources hold article 26 in English, Telugu and Hindi, and e5-small scores
+    the Telugu and Hindi sentences above the English one. The extract quotes the statement once, in English; the
+    same sources asked in a language they do not hold are still quoted (in theirs)."""
+    if not UDHR.is_dir():
+        pytest.skip(f"UDHR test texts not found in {UDHR}")
+    sources = [RetrievedChunk(id=f"{lang}-26", text=_article(lang, "26"), score=0.5, source=f"udhr-{lang}.txt",
+                              language=lang) for lang in ("te", "hi", "en")]
+    ans = answerer.answer("Who has the right to education?", sources)
+    lines = ans.text.split("\n\n", 1)[1].split("\n")
+    assert lines[0] == "Everyone has the right to education. [3]", lines
+    assert {c.chunk.language for c in ans.citations} == {"en"}, lines  # no translation of an English line
+    asked_in_japanese = answerer.answer("教育を受ける権利は誰にありますか？", sources)
+    assert asked_in_japanese.citations and asked_in_japanese.language == "ja"
+    assert {c.chunk.language for c in asked_in_japanese.citations} <= {"te", "hi", "en"}

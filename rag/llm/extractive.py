@@ -54,6 +54,11 @@ LEXICAL_MARGIN = 0.5
 #: so they order near-equals and never overrule relevance
 LEXICAL_BONUS = 0.005
 LANGUAGE_BONUS = 0.003
+#: a chosen sentence in another language than the question's is quoted in the question's language instead when a
+#: sentence in that language is within the margin too and the two are each other's nearest across the languages
+#: with at least this cosine: one statement, once, in the user's language (e5-small on Django's parallel UI messages,
+#: pools of 10 sentences a side: 0.85 pairs 93% of the translations present; the margin keeps the rest relevant)
+TRANSLATION_MIN = 0.85
 #: a line without sentence-final punctuation and at most this many words is a heading or a title, not an answer
 HEADING_MAX_WORDS = 12
 _FINAL = regex.compile(r"[.!?。！？।॥؟۔።:;…]['\"”’»)\]]*$")
@@ -173,7 +178,8 @@ class ExtractiveBackend(LLMBackend):
             yield head + "".join(lines)
 
     def select(self, prompt: Prompt) -> list[Extract]:
-        """The chosen sentences, best first: the top ``max_sentences`` within ``max_margin`` of the best.
+        """The chosen sentences, best first: the top ``max_sentences`` within ``max_margin`` of the best, each
+        statement once and in the question's language where the sources hold it there too (:meth:`_in_own_language`).
 
         The margin is in cosine similarity for an embedder (default 0.04: e5-style similarities of related
         and unrelated sentences sit within ~0.1 of each other); lexical scores are scaled to best = 1
@@ -192,30 +198,53 @@ class ExtractiveBackend(LLMBackend):
             scores = lexical_scores(prompt.question, texts)
             scores = scores / scores.max() if scores.max() > 0 else scores
             margin = LEXICAL_MARGIN if self.max_margin is None else self.max_margin
+        langs: list[str] = []
         if self.embedder is not None:  # rare question terms and the question's language break near-ties
             lex = lexical_scores(prompt.question, texts)
             scores = scores + LEXICAL_BONUS * (lex / lex.max() if lex.max() > 0 else lex)
-            scores = scores + LANGUAGE_BONUS * self._in_question_language(prompt.question, texts)
+            qlang, langs = self._languages(prompt.question, texts)
+            scores = scores + LANGUAGE_BONUS * np.array([lang == qlang for lang in langs], dtype=np.float32)
         best = float(scores.max())
+        relevant = [int(i) for i in np.argsort(-scores, kind="stable") if float(scores[i]) >= best - margin]
         chosen: list[int] = []
-        for i in np.argsort(-scores, kind="stable"):
-            if len(chosen) >= self.max_sentences or float(scores[i]) < best - margin:
+        for i in relevant:
+            if len(chosen) >= self.max_sentences:
                 break
-            if any(_overlaps(texts[i], texts[j]) for j in chosen):
-                continue  # the same sentence cut differently by overlapping chunks: once
-            chosen.append(int(i))
+            if langs:
+                i = self._in_own_language(i, relevant, langs, qlang, s)
+            if i in chosen or any(_overlaps(texts[i], texts[j]) for j in chosen):
+                continue  # the same sentence cut differently by overlapping chunks, or a translation of one: once
+            chosen.append(i)
         return [Extract(cands[i][0], cands[i][1], float(scores[i])) for i in chosen]
 
     @staticmethod
-    def _in_question_language(question: str, texts: list[str]) -> np.ndarray:
+    def _in_own_language(i: int, relevant: list[int], langs: list[str], qlang: str, vecs: np.ndarray) -> int:
+        """Candidate ``i``, or its version in the question's language: the relevant sentence in that language
+        nearest to it, when ``i`` is in turn the nearest of its own language's candidates to that one and their
+        cosine is at least TRANSLATION_MIN (mutual nearest neighbours: a translation, not a neighbour topic)."""
+        if langs[i] == qlang:
+            return i
+        own = [j for j in relevant if langs[j] == qlang]
+        if not own:
+            return i
+        sims = vecs[own] @ vecs[i]  # (n_own,)
+        j = own[int(np.argmax(sims))]
+        if float(sims.max()) < TRANSLATION_MIN:
+            return i
+        same = [m for m in range(len(langs)) if langs[m] == langs[i]]
+        back = same[int(np.argmax(vecs[same] @ vecs[j]))]
+        return j if back == i else i
+
+    @staticmethod
+    def _languages(question: str, texts: list[str]) -> tuple[str, list[str]]:
+        """(the question's language, each text's language)."""
         from ..language import detect_query_language
 
         try:
             from lusifer_rag.ingest.langid import detect_languages
         except ImportError:  # pragma: no cover
-            return np.zeros(len(texts), dtype=np.float32)
-        lang = detect_query_language(question)
-        return np.array([code == lang for code, _ in detect_languages(texts)], dtype=np.float32)
+            return "und", ["und"] * len(texts)
+        return detect_query_language(question), [code for code, _ in detect_languages(texts)]
 
     def candidates(self, prompt: Prompt) -> list[tuple[int, str]]:
         """(source number, sentence) for every sentence worth quoting, each distinct text once."""
