@@ -57,7 +57,7 @@ LANGUAGE_BONUS = 0.003
 #: a chosen sentence in another language than the question's is quoted in the question's language instead when a
 #: sentence in that language is within the margin too and the two are each other's nearest across the languages
 #: with at least this cosine: one statement, once, in the user's language (e5-small on Django's parallel UI messages,
-#: pools of 10 sentences a side: 0.85 pairs 93% of the translations present; the margin keeps the rest relevant)
+#: pools of 10 sentences a side: 0.85 pairs 92% of the translations present; the margin keeps the rest relevant)
 TRANSLATION_MIN = 0.85
 #: a line without sentence-final punctuation and at most this many words is a heading or a title, not an answer
 HEADING_MAX_WORDS = 12
