@@ -203,16 +203,8 @@ class CountedSentenceRetriever(Retriever):
         super().__init__(*a, **kw)
         self.gamma = gamma
 
-    def _sentence_scores(self, cands, q):
-        from lusifer_rag.ingest.sentence_vectors import PAYLOAD_KEY, decode
-
-        ids = [i for i, c in cands.items() if np.isfinite(c.score)]
-        for p in self.store.retrieve(self.collection, ids, with_payload=[PAYLOAD_KEY], with_vectors=False):
-            got = decode((p.payload or {}).get(PAYLOAD_KEY), self.embedder)
-            if got is not None and got[1] is not None and len(got[1]):
-                beta = self.sentence_weight * (1 - 1 / len(got[1])) ** self.gamma
-                c = cands[p.id]
-                c.score = (1 - beta) * c.score + beta * float((got[1] @ q).max())
+    def _sentence_share(self, n):
+        return self.sentence_weight * (1 - 1 / n) ** self.gamma
 
 
 def variants(emb, rows: str) -> dict:

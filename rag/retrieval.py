@@ -300,9 +300,13 @@ class Retriever:
         for p in self.store.retrieve(self.collection, ids, with_payload=[PAYLOAD_KEY], with_vectors=False):
             got = decode((p.payload or {}).get(PAYLOAD_KEY), self.embedder)
             if got is not None and got[1] is not None and len(got[1]):
-                beta = self.sentence_weight * (1 - 1 / len(got[1]))
+                beta = self._sentence_share(len(got[1]))
                 c = cands[p.id]
                 c.score = (1 - beta) * c.score + beta * float((got[1] @ q).max())
+
+    def _sentence_share(self, n: int) -> float:
+        """b, the best sentence's share in the score of a chunk of ``n`` sentences: β · (1 − 1/n)."""
+        return self.sentence_weight * (1 - 1 / n)
 
     def _offset_scores(self, cands: dict[str, _Candidate], q: np.ndarray) -> None:
         """Every candidate's exact cosine; calibrated: less the query's background in the chunk's language (the mean
