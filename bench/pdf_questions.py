@@ -255,8 +255,8 @@ def rows():
     from lusifer_rag.settings import Settings
 
     return {
-        "raw dense": lambda st, c, emb: Retriever(st, c, emb, mode="dense", debias="off"),
-        "raw hybrid": lambda st, c, emb: Retriever(st, c, emb, mode="hybrid", debias="off"),
+        "raw dense": lambda st, c, emb: Retriever(st, c, emb, mode="dense", debias="off", same_language_gap=0.0),
+        "raw hybrid": lambda st, c, emb: Retriever(st, c, emb, mode="hybrid", debias="off", same_language_gap=0.0),
         "default": lambda st, c, emb: Retriever.from_settings(st, c, emb, Settings()),
     }
 

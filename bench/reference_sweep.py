@@ -209,8 +209,10 @@ class CountedSentenceRetriever(Retriever):
 
 def variants(emb, rows: str) -> dict:
     out = {
-        "raw dense": lambda st, c: Retriever(st, c, emb, mode="dense", debias="off", sentence_weight=0.0),
-        "hybrid, chunk cosines (sentence_weight=0)": lambda st, c: Retriever(st, c, emb, sentence_weight=0.0),
+        "raw dense": lambda st, c: Retriever(st, c, emb, mode="dense", debias="off", sentence_weight=0.0,
+                                                        same_language_gap=0.0),
+        "hybrid, chunk cosines (sentence_weight=0)": lambda st, c: Retriever(st, c, emb, sentence_weight=0.0,
+                                                                                                   same_language_gap=0.0),
         "default (hybrid, chunk + best sentence)": lambda st, c: Retriever(st, c, emb),
         "offsets (collection means)": lambda st, c: Retriever(st, c, emb, debias="offsets"),
     }

@@ -162,15 +162,18 @@ def row(label: str, res: dict) -> dict:
 def rows_for(emb, baseline: str) -> dict:
     Old = baseline_retriever(baseline)
     return {
-        "raw dense": lambda st, c: Retriever(st, c, emb, mode="dense", debias="off", sentence_weight=0.0),
+        "raw dense": lambda st, c: Retriever(st, c, emb, mode="dense", debias="off", sentence_weight=0.0,
+                                                        same_language_gap=0.0),
         "raw hybrid (chunk cosines: the default before sentence scores)": lambda st, c: Retriever(
-            st, c, emb, sentence_weight=0.0),
+            st, c, emb, sentence_weight=0.0, same_language_gap=0.0),
         f"previous default ({baseline}: hybrid + centring)": lambda st, c: Old(st, c, emb),
         "debias=offsets (opt-in)": lambda st, c: Retriever(st, c, emb, debias="offsets"),
         "debias=centre (opt-in)": lambda st, c: Retriever(st, c, emb, debias="centre"),
         "debias=reference (opt-in, w=0.75)": lambda st, c: Retriever(st, c, emb, debias="reference"),
         "debias=reference, w=0.5 (not chosen)": lambda st, c: Retriever(st, c, emb, debias="reference",
                                                                          reference_weight=0.5),
+        "chunk + best sentence, no same-language gap (the default before the gap)": lambda st, c: Retriever(
+            st, c, emb, same_language_gap=0.0),
         "default (hybrid, chunk + best sentence)": lambda st, c: Retriever(st, c, emb),
     }
 

@@ -72,8 +72,8 @@ def test_known_item_search_as_good_with_the_correction_as_without(mixed, e5, udh
     default = Retriever(mixed, "mixed", e5)
     assert default.means.refresh() or default.means.languages() == 12  # a mixed collection: the correction is on
     got = {
-        "raw dense": known_at_5(Retriever(mixed, "mixed", e5, mode="dense", debias="off", sentence_weight=0.0), items),
-        "raw hybrid": known_at_5(Retriever(mixed, "mixed", e5, mode="hybrid", debias="off", sentence_weight=0.0),
+        "raw dense": known_at_5(Retriever(mixed, "mixed", e5, mode="dense", debias="off", sentence_weight=0.0, same_language_gap=0.0), items),
+        "raw hybrid": known_at_5(Retriever(mixed, "mixed", e5, mode="hybrid", debias="off", sentence_weight=0.0, same_language_gap=0.0),
                                  items),
         "default": known_at_5(default, items),
         "corrected dense": known_at_5(Retriever(mixed, "mixed", e5, mode="dense", debias="on"), items),

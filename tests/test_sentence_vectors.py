@@ -120,7 +120,38 @@ def test_the_best_sentence_weighs_more_in_a_chunk_of_more_sentences(tmp_path, e5
             expected[p.payload["page_content"]] = ((1 - b) * float(p.vector @ q) + b * float((vecs @ q).max()),
                                                    len(spans))
         assert len(expected) == 2 and len({n for _, n in expected.values()}) == 2, expected  # two lengths
-        hits = Retriever(store, "c", e5, mode="dense").search(query, k=2, score_threshold=-1.0)
+        hits = Retriever(store, "c", e5, mode="dense", same_language_gap=0.0).search(query, k=2, score_threshold=-1.0)
         assert {h.text: round(h.score, 4) for h in hits} == {t: round(s, 4) for t, (s, _) in expected.items()}
+    finally:
+        store.close()
+
+
+def test_the_same_language_gap_is_taken_off_the_query_language_s_chunks_only(tmp_path, e5, udhr):
+    """The default's score of a chunk in the query's language is its score less the embedder's measured gap
+    (Retriever._same_language_gap); chunks in other languages keep theirs. A setting of 0 turns it off."""
+    from lusifer_rag.ingest.pipeline import Ingestor
+    from lusifer_rag.rag.retrieval import Retriever
+    from lusifer_rag.settings import Settings
+    from lusifer_rag.store import open_store
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for lang in ("en", "de", "sw"):
+        (docs / f"{lang}.txt").write_text(udhr(lang)[25], encoding="utf-8")  # article 26 in three languages
+    store = open_store(str(tmp_path / "store"))
+    try:
+        assert Ingestor(store, "c", e5).ingest([docs]).exit_code == 0
+        query = "Who has the right to education?"
+        without = Retriever.from_settings(store, "c", e5, Settings(same_language_gap=0.0))
+        default = Retriever.from_settings(store, "c", e5, Settings())
+        assert default.same_language_gap == e5.same_language_gap > 0
+        plain = {h.source.rsplit("/", 1)[1]: h.score for h in without.search(query, k=3, score_threshold=-1.0)}
+        gapped = {h.source.rsplit("/", 1)[1]: h.score for h in default.search(query, k=3, score_threshold=-1.0)}
+        assert set(plain) == set(gapped) == {"en.txt", "de.txt", "sw.txt"}
+        assert gapped["en.txt"] == pytest.approx(plain["en.txt"] - e5.same_language_gap, abs=1e-6)
+        assert gapped["de.txt"] == pytest.approx(plain["de.txt"], abs=1e-6)
+        assert gapped["sw.txt"] == pytest.approx(plain["sw.txt"], abs=1e-6)
+        with pytest.raises(Exception, match="same_language_gap"):
+            Retriever(store, "c", e5, same_language_gap=0.5)
     finally:
         store.close()
