@@ -322,7 +322,7 @@ class Retriever:
         passage in the query's language higher than an equally relevant one in another, so on a collection where
         each document exists in one language a wrong own-language passage outranks the right one in another.
         One constant measured per embedder (e5-small: 0.0075; bench/retrieval_real.py, test split, cross-language
-        MRR@10 udhr-np 0.550 -> 0.606, same-language unchanged). Offsets fit per language pair on labelled queries
+        MRR@10 udhr-np 0.550 -> 0.599, same-language unchanged). Offsets fit per language pair on labelled queries
         lose the handbook's same-language queries (bench/ranking_bound.py: 1.000 -> 0.706), and estimated from the
         collection (debias=offsets) they lose where a language holds one manual (docs/retrieval.md)."""
         for c in cands.values():
